@@ -1,0 +1,35 @@
+# One path for people and CI: `make run` and `make test` do all the set-up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install system run test lint clean
+
+install: system $(STAMP)
+
+# Cheap when all is there; installs python3-venv and influxdb on Debian when not.
+system:
+	@bash scripts/ensure-system.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Local shards (one influxd each, from shards.yaml), the simulated ingester and the
+# router on :8001. Ctrl-C stops all of them.
+run: install
+	$(PY) -m federation stack
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check federation ingest tests
+	$(PY) -m ruff format --check federation ingest tests
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,175 @@
+"""An async client for one InfluxDB server, over the v1 HTTP API (``/ping``, ``/write``,
+``/query``), which InfluxDB 1.x serves natively and 2.x/3.x through their v1 endpoints.
+
+Every failure becomes a :class:`~federation.exceptions.ShardError`: a transport error,
+timeout or 5xx is :class:`ShardUnavailable` (retry later), any other 4xx is
+:class:`ShardRejected` (retrying cannot help), and an error InfluxDB reports inside a
+200 answer is :class:`QueryError`. The ``httpx.AsyncClient`` is passed in: its owner
+(the app's lifespan, the ingester) decides its lifetime and connection limits.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from federation.config import Shard, credentials_for
+from federation.exceptions import QueryError, ShardRejected, ShardUnavailable
+from federation.influxql import create_database
+from federation.types import Series
+
+
+@dataclass(frozen=True)
+class Ping:
+    version: str
+    latency_s: float
+
+
+class InfluxClient:
+    def __init__(
+        self,
+        shard: Shard,
+        http: httpx.AsyncClient,
+        database: str,
+        *,
+        timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.shard = shard
+        self.name = shard.name
+        self.database = database
+        self._http = http
+        self._base = shard.url.rstrip("/")
+        self._timeout = timeout
+        self._headers = credentials_for(shard.name) if headers is None else headers
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        content: bytes | None = None,
+        data: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        try:
+            response = await self._http.request(
+                method,
+                self._base + path,
+                params=params,
+                content=content,
+                data=data,
+                headers=self._headers,
+                timeout=self._timeout,
+            )
+        except httpx.TimeoutException:
+            raise ShardUnavailable(self.name, f"{method} {path} timed out") from None
+        except httpx.TransportError as exc:
+            raise ShardUnavailable(self.name, f"{method} {path} failed: {exc!r}") from None
+        if response.status_code >= 500:
+            raise ShardUnavailable(
+                self.name, f"{method} {path} answered {response.status_code}: {_reason(response)}"
+            )
+        if response.status_code >= 400:
+            raise ShardRejected(
+                self.name,
+                f"{method} {path} answered {response.status_code}: {_reason(response)}",
+                response.status_code,
+            )
+        return response
+
+    async def ping(self) -> Ping:
+        started = time.perf_counter()
+        response = await self._request("GET", "/ping")
+        version = response.headers.get("X-Influxdb-Version", "unknown")
+        return Ping(version=version, latency_s=time.perf_counter() - started)
+
+    async def write(self, body: bytes, precision: str = "ms") -> None:
+        """Write line protocol; returns once the shard has stored it (204)."""
+        params = {"db": self.database, "precision": precision}
+        await self._request("POST", "/write", params=params, content=body)
+
+    async def query(self, q: str, *, epoch: str = "ms") -> list[list[Series]]:
+        """Run read-only InfluxQL; one list of series per statement."""
+        params = {"db": self.database, "q": q, "epoch": epoch}
+        response = await self._request("GET", "/query", params=params)
+        return self._results(response)
+
+    async def execute(self, q: str) -> list[list[Series]]:
+        """Run InfluxQL that changes state (CREATE, DROP, DELETE): POST, as the API asks."""
+        response = await self._request("POST", "/query", data={"db": self.database, "q": q})
+        return self._results(response)
+
+    async def create_database(self) -> None:
+        await self.execute(create_database(self.database))
+
+    def _results(self, response: httpx.Response) -> list[list[Series]]:
+        try:
+            body: dict[str, Any] = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise ShardUnavailable(self.name, "answered a body that is not JSON") from None
+        if "error" in body:
+            raise QueryError(self.name, str(body["error"]))
+        out: list[list[Series]] = []
+        for result in body.get("results", []):
+            if "error" in result:
+                raise QueryError(self.name, str(result["error"]))
+            out.append(result.get("series", []))
+        return out
+
+
+def _reason(response: httpx.Response) -> str:
+    """The error text of a 1.x (``{"error"}``) or 2.x (``{"code","message"}``) answer."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("message") or body)[:500]
+    return str(body)[:200]
+
+
+def parse_series_key(key: str) -> dict[str, str]:
+    """The tags of a series key as ``SHOW SERIES`` prints it (``price,exchange=a,pair=b``),
+    honouring line protocol's backslash escapes."""
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(key)
+    for ch in chars:
+        if ch == "\\":
+            current.append(ch + next(chars, ""))
+        elif ch == ",":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    tags: dict[str, str] = {}
+    for part in parts[1:]:
+        name, _, value = _split_unescaped(part, "=")
+        tags[_unescape(name)] = _unescape(value)
+    return tags
+
+
+def _split_unescaped(text: str, sep: str) -> tuple[str, str, str]:
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == sep:
+            return text[:i], sep, text[i + 1 :]
+        i += 1
+    return text, "", ""
+
+
+def _unescape(text: str) -> str:
+    out: list[str] = []
+    chars = iter(text)
+    for ch in chars:
+        out.append(next(chars, "") if ch == "\\" else ch)
+    return "".join(out)

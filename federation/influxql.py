@@ -1,0 +1,104 @@
+"""InfluxQL text, built safely.
+
+Every identifier goes through :func:`quote_ident` and every string literal through
+:func:`quote_literal`, so no caller-supplied string reaches a shard unescaped (the
+router validates its inputs as well; this is the second wall, not the only one).
+Durations are rendered from parsed numbers, never copied from input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MEASUREMENT = "price"
+
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
+def _escape(value: str, quote: str) -> str:
+    # InfluxQL's scanner understands \\, \', \" and \n inside quotes; other control
+    # characters have no escape, so they are refused rather than passed through.
+    if _CONTROL.search(value):
+        raise ValueError(f"control characters cannot be quoted in InfluxQL: {value!r}")
+    return value.replace("\\", "\\\\").replace(quote, "\\" + quote).replace("\n", "\\n")
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a double-quoted InfluxQL identifier."""
+    return '"' + _escape(name, '"') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """``value`` as a single-quoted InfluxQL string literal."""
+    return "'" + _escape(value, "'") + "'"
+
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_RE = re.compile(r"^-([1-9][0-9]{0,6})([smhdw])$")
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A look-back window such as ``-24h``: ``amount`` units before now."""
+
+    amount: int
+    unit: str
+
+    @classmethod
+    def parse(cls, text: str) -> Duration:
+        match = _DURATION_RE.match(text)
+        if not match:
+            raise ValueError(
+                f"{text!r} is not a duration like -30m, -24h or -7d "
+                "(a minus sign, a whole number, then one of s, m, h, d, w)"
+            )
+        return cls(int(match.group(1)), match.group(2))
+
+    @property
+    def seconds(self) -> int:
+        return self.amount * _UNIT_SECONDS[self.unit]
+
+    def __str__(self) -> str:
+        return f"-{self.amount}{self.unit}"
+
+    def since_now(self) -> str:
+        """The WHERE condition selecting the window."""
+        return f"time > now() - {self.amount}{self.unit}"
+
+
+def where(duration: Duration, **tags: str | None) -> str:
+    parts = [duration.since_now()]
+    parts += [f"{quote_ident(k)} = {quote_literal(v)}" for k, v in tags.items() if v is not None]
+    return " WHERE " + " AND ".join(parts)
+
+
+def prices_query(pair: str, duration: Duration, exchange: str | None = None) -> str:
+    """Every point of one pair in the window, in time order, with its exchange."""
+    return (
+        f"SELECT {quote_ident('price')}, {quote_ident('exchange')} "
+        f"FROM {quote_ident(MEASUREMENT)}" + where(duration, pair=pair, exchange=exchange)
+    )
+
+
+def stddev_query(duration: Duration, exchange: str | None = None) -> str:
+    """The sample standard deviation of price for every (exchange, pair) series."""
+    return (
+        f"SELECT STDDEV({quote_ident('price')}) FROM {quote_ident(MEASUREMENT)}"
+        + where(duration, exchange=exchange)
+        + f" GROUP BY {quote_ident('exchange')}, {quote_ident('pair')}"
+    )
+
+
+def series_of_pair_query(pair: str, exchange: str | None = None) -> str:
+    """The series keys of one pair (any time): tells an unknown pair from a quiet one."""
+    query = f"SHOW SERIES FROM {quote_ident(MEASUREMENT)} WHERE {quote_ident('pair')} = " + (
+        quote_literal(pair)
+    )
+    if exchange is not None:
+        query += f" AND {quote_ident('exchange')} = {quote_literal(exchange)}"
+    return query
+
+
+def create_database(name: str) -> str:
+    return f"CREATE DATABASE {quote_ident(name)}"

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from federation.config import Shard, ShardMap, credentials_for, load_shard_map, parse_shard_map
+from federation.exceptions import ConfigError
+
+GOOD = {
+    "database": "crypto",
+    "replication": 1,
+    "shards": [
+        {"name": "shard-a", "url": "http://127.0.0.1:18086"},
+        {"name": "shard-b", "url": "http://127.0.0.1:18087"},
+    ],
+}
+
+
+def with_changes(**changes: object) -> dict[str, object]:
+    return {**GOOD, **changes}
+
+
+def test_checked_in_shards_yaml_is_valid_with_three_loopback_shards() -> None:
+    shard_map = load_shard_map(Path(__file__).parents[2] / "shards.yaml")
+    assert len(shard_map.shards) >= 3
+    assert all(s.is_loopback for s in shard_map.shards)
+
+
+def test_parse_good_file_builds_map() -> None:
+    shard_map = parse_shard_map(GOOD)
+    assert [s.name for s in shard_map.shards] == ["shard-a", "shard-b"]
+    assert (shard_map.database, shard_map.replication) == ("crypto", 1)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (with_changes(replicas=2), r"replicas: unknown key.*allowed: database, replication"),
+        (with_changes(shards=[{"name": "a", "url": "http://h:1", "port": 2}]),
+         r"shards\[0\]\.port: unknown key.*allowed: name, url"),
+        (with_changes(replication="2"), r"replication: must be a whole number"),
+        (with_changes(replication=0), r"replication: must be at least 1"),
+        (with_changes(replication=3), r"replication: 3 is not between 1 and the number of shards"),
+        (with_changes(shards=[]), r"shards: must not be empty"),
+        (with_changes(shards=[{"url": "http://h:1"}]), r"shards\[0\]\.name: required key"),
+        (with_changes(shards=[{"name": "A B", "url": "http://h:1"}]), r"shards\[0\]\.name: does"),
+        (with_changes(shards=[{"name": "a", "url": "ftp://h:1"}]), r"shards\[0\]\.url: .*http"),
+        (with_changes(shards=[{"name": "a", "url": "http://h:1"}, {"name": "a", "url": "http://h:2"}]),
+         r"shards\[\]\.name: 'a' appears twice"),
+        (with_changes(shards=[{"name": "a", "url": "http://h:1"}, {"name": "b", "url": "http://h:1/"}]),
+         r"shards\[\]\.url: 'http://h:1' appears twice"),
+        (with_changes(database="bad name"), r"database: does not match"),
+        ([1, 2], r"\(top level\): must be a mapping"),
+        (None, r"the file is empty"),
+    ],
+    ids=["unknown-key", "unknown-shard-key", "replication-string", "replication-zero",
+         "replication-above-shards", "no-shards", "missing-name", "bad-name", "bad-scheme",
+         "duplicate-name", "duplicate-url", "bad-database", "not-a-mapping", "empty"],
+)
+def test_parse_bad_file_names_key_and_fix(data: object, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected) as info:
+        parse_shard_map(data)
+    assert "fix" in str(info.value) or "empty" in str(info.value)
+
+
+def test_load_missing_file_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--config"):
+        load_shard_map(tmp_path / "nope.yaml")
+
+
+def test_load_invalid_yaml_names_file(tmp_path: Path) -> None:
+    path = tmp_path / "shards.yaml"
+    path.write_text("shards: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_shard_map(path)
+
+
+def test_map_version_changes_with_shards() -> None:
+    one = ShardMap((Shard("a", "http://h:1"),))
+    two = ShardMap((Shard("a", "http://h:1"), Shard("b", "http://h:2")))
+    assert one.version != two.version
+    assert one.version == ShardMap((Shard("a", "http://h:1"),)).version
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, {}),
+        ({"INFLUX_TOKEN": "t"}, {"Authorization": "Token t"}),
+        ({"INFLUX_TOKEN": "t", "INFLUX_TOKEN_SHARD_A": "mine"}, {"Authorization": "Token mine"}),
+        ({"INFLUX_USERNAME": "u", "INFLUX_PASSWORD": "p"}, {"Authorization": "Basic dTpw"}),
+    ],
+    ids=["none", "global-token", "per-shard-token-wins", "basic"],
+)
+def test_credentials_come_from_environment(env: dict[str, str], expected: dict[str, str]) -> None:
+    assert credentials_for("shard-a", env) == expected

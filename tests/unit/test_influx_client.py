@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from federation.config import Shard
+from federation.exceptions import QueryError, ShardError, ShardRejected, ShardUnavailable
+from federation.influx import InfluxClient, parse_series_key
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def client_for(handler: Handler) -> InfluxClient:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return InfluxClient(Shard("shard-a", "http://shard-a:8086"), http, "crypto", headers={})
+
+
+def raise_(exc: Exception) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("handler", "error", "text"),
+    [
+        (raise_(httpx.ConnectError("refused")), ShardUnavailable, "refused"),
+        (raise_(httpx.ReadTimeout("slow")), ShardUnavailable, "timed out"),
+        (lambda r: httpx.Response(503, text="overloaded"), ShardUnavailable, "503: overloaded"),
+        (lambda r: httpx.Response(404, json={"error": "database not found: \"crypto\""}),
+         ShardRejected, "database not found"),
+        (lambda r: httpx.Response(400, json={"error": "partial write: dropped=1"}),
+         ShardRejected, "partial write"),
+        (lambda r: httpx.Response(422, json={"code": "invalid", "message": "bad line"}),
+         ShardRejected, "bad line"),
+    ],
+    ids=["connect", "timeout", "5xx", "missing-db", "bad-line", "v2-error-shape"],
+)
+async def test_write_failure_maps_to_shard_error(
+    handler: Handler, error: type[ShardError], text: str
+) -> None:
+    with pytest.raises(error, match=text) as info:
+        await client_for(handler).write(b"price,exchange=a,pair=b price=1 1\n")
+    assert info.value.shard == "shard-a"
+
+
+async def test_query_error_inside_200_is_raised() -> None:
+    body = {"results": [{"statement_id": 0, "error": "database not found: crypto"}]}
+    with pytest.raises(QueryError, match="database not found"):
+        await client_for(lambda r: httpx.Response(200, json=body)).query("SELECT 1")
+
+
+async def test_query_non_json_answer_is_unavailable() -> None:
+    with pytest.raises(ShardUnavailable, match="not JSON"):
+        await client_for(lambda r: httpx.Response(200, text="<html>")).query("SELECT 1")
+
+
+async def test_query_returns_series_per_statement() -> None:
+    body = {"results": [{"statement_id": 0, "series": [{"columns": ["a"], "values": [[1]]}]},
+                        {"statement_id": 1}]}
+    answer = await client_for(lambda r: httpx.Response(200, json=body)).query("A; B")
+    assert answer == [[{"columns": ["a"], "values": [[1]]}], []]
+
+
+async def test_write_sends_database_and_precision() -> None:
+    seen: list[httpx.Request] = []
+    await client_for(lambda r: seen.append(r) or httpx.Response(204)).write(b"x\n")
+    assert seen[0].url.params["db"] == "crypto" and seen[0].url.params["precision"] == "ms"
+
+
+@pytest.mark.parametrize(
+    ("key", "tags"),
+    [
+        ("price,exchange=kraken,pair=btcusd", {"exchange": "kraken", "pair": "btcusd"}),
+        ("price,exchange=a\\,b,pair=c\\ d", {"exchange": "a,b", "pair": "c d"}),
+        ("price,exchange=k\\=v,pair=x", {"exchange": "k=v", "pair": "x"}),
+    ],
+    ids=["plain", "comma-space", "equals"],
+)
+def test_parse_series_key_unescapes(key: str, tags: dict[str, str]) -> None:
+    assert parse_series_key(key) == tags

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+
+from federation.exceptions import BadParameter
+from federation.params import PairQuery
+
+MAX = 30 * 86400
+
+
+def test_pair_query_defaults() -> None:
+    query = PairQuery.parse("BTCUSD", {}, MAX)
+    assert (query.pair, query.exchange, str(query.duration), query.strict) == (
+        "btcusd", None, "-24h", False)
+
+
+@pytest.mark.parametrize(
+    ("pair", "params", "parameter"),
+    [
+        ("btc'usd", {}, "pair"),
+        ("x" * 65, {}, "pair"),
+        ("-btc", {}, "pair"),
+        ("btcusd", {"exchange": "kraken' OR '1'='1"}, "exchange"),
+        ("btcusd", {"duration": "24h"}, "duration"),
+        ("btcusd", {"duration": "-31d"}, "duration"),
+        ("btcusd", {"strict": "maybe"}, "strict"),
+        ("btcusd", {"exchagne": "kraken"}, "exchagne"),
+    ],
+    ids=["quote", "too-long", "leading-dash", "injection", "no-minus", "over-retention",
+         "strict-not-bool", "unknown"],
+)
+def test_pair_query_bad_input_names_parameter(
+    pair: str, params: dict[str, str], parameter: str
+) -> None:
+    with pytest.raises(BadParameter) as info:
+        PairQuery.parse(pair, params, MAX)
+    assert info.value.parameter == parameter and info.value.status == 400
