@@ -21,6 +21,7 @@ import uvicorn
 from federation.config import load_shard_map
 from federation.exceptions import FederationError
 from federation.localcluster import LocalCluster, _die_with_parent
+from federation.logs import setup_logging
 
 log = logging.getLogger("federation")
 
@@ -150,9 +151,7 @@ def stack(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.log_level)
     try:
         return {"serve": serve, "cluster": cluster, "stack": stack}[args.command](args)
     except FederationError as exc:

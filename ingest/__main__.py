@@ -15,6 +15,7 @@ from federation.config import load_shard_map
 from federation.exceptions import FederationError
 from federation.influx import InfluxClient
 from federation.influxql import Duration
+from federation.logs import setup_logging
 from ingest.loop import Ingester, ensure_databases, latest_point_ms, now_ms
 from ingest.simulated import SimulatedMarket
 from ingest.writer import ShardWriter
@@ -104,9 +105,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.log_level)
     try:
         return asyncio.run(run(args))
     except (FederationError, ValueError) as exc:

@@ -21,8 +21,9 @@ from ingest.loop import ensure_databases
 
 def make_cluster(root: object, shards: int) -> LocalCluster:
     shard_map = ShardMap(
-        tuple(Shard(f"shard-{chr(97 + i)}", f"http://127.0.0.1:{free_port()}")
-              for i in range(shards))
+        tuple(
+            Shard(f"shard-{chr(97 + i)}", f"http://127.0.0.1:{free_port()}") for i in range(shards)
+        )
     )
     return LocalCluster(shard_map, root=str(root))
 
@@ -43,8 +44,9 @@ def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
 
 def shard_map_for(local: LocalCluster, replication: int = 1) -> ShardMap:
     """The cluster's shards with a fresh database of the test's own."""
-    return ShardMap(local.shard_map.shards, database=f"t_{uuid.uuid4().hex[:10]}",
-                    replication=replication)
+    return ShardMap(
+        local.shard_map.shards, database=f"t_{uuid.uuid4().hex[:10]}", replication=replication
+    )
 
 
 @pytest.fixture

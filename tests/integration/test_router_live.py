@@ -37,9 +37,17 @@ def raw_points(now_ms: int, minutes: int = 120, seed: int = 7) -> pd.DataFrame:
                 continue
             steps = rng.normal(0, rng.uniform(0.001, 0.05), minutes)
             times = now_ms - 30_000 - 60_000 * np.arange(minutes)[::-1]
-            frames.append(pd.DataFrame({"time": times, "exchange": e, "pair": p,
-                                        "price": 100 * np.exp(np.cumsum(steps)),
-                                        "volume": rng.uniform(1, 10, minutes)}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "time": times,
+                        "exchange": e,
+                        "pair": p,
+                        "price": 100 * np.exp(np.cumsum(steps)),
+                        "volume": rng.uniform(1, 10, minutes),
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -60,7 +68,8 @@ async def loaded(
     shard_map = shard_map_for(local, replication)
     raw = raw_points(int(time.time() * 1000))
     report = await ShardWriter(shard_map, await clients_for(shard_map, http)).write(raw)
-    assert report.points == len(raw) * replication and not report.failed
+    assert report.points == len(raw) * replication
+    assert not report.failed
     app = create_app(shard_map, Settings(shard_timeout=5.0))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -70,12 +79,19 @@ async def loaded(
 
 @pytest.mark.parametrize(
     ("pair", "duration", "exchange"),
-    [("btcusd", "-24h", None), ("adabtc", "-1h", None), ("ethusd", "-24h", "ex2"),
-     ("solusd", "-1h", "ex3")],
+    [
+        ("btcusd", "-24h", None),
+        ("adabtc", "-1h", None),
+        ("ethusd", "-24h", "ex2"),
+        ("solusd", "-1h", "ex3"),
+    ],
     ids=["24h", "1h", "24h-exchange", "1h-exchange"],
 )
 async def test_rank_equals_pandas_on_raw_points(
-    cluster: LocalCluster, http: httpx.AsyncClient, pair: str, duration: str,
+    cluster: LocalCluster,
+    http: httpx.AsyncClient,
+    pair: str,
+    duration: str,
     exchange: str | None,
 ) -> None:
     async with loaded(cluster, http) as (client, raw, _):
@@ -94,13 +110,16 @@ async def test_prices_are_every_raw_point_in_time_order(
     async with loaded(cluster, http, replication=2) as (client, raw, _):
         params = {"duration": duration} | ({"exchange": exchange} if exchange else {})
         body = (await client.get("/btcusd", params=params)).json()
-    cut = raw[(raw.pair == "btcusd") & (raw.time > time.time() * 1000 - (
-        3600_000 if duration == "-1h" else 86400_000))]
+    cut = raw[
+        (raw.pair == "btcusd")
+        & (raw.time > time.time() * 1000 - (3600_000 if duration == "-1h" else 86400_000))
+    ]
     if exchange:
         cut = cut[cut.exchange == exchange]
     cut = cut.sort_values(["time", "exchange"])
     assert [(p["exchange"], p["price"]) for p in body["prices"]] == list(
-        zip(cut.exchange, cut.price, strict=True))
+        zip(cut.exchange, cut.price, strict=True)
+    )
     assert body["partial"] is False
 
 
@@ -108,7 +127,7 @@ async def test_prices_are_every_raw_point_in_time_order(
 async def test_every_pair_lives_on_exactly_its_owners(
     cluster: LocalCluster, http: httpx.AsyncClient, replication: int
 ) -> None:
-    async with loaded(cluster, http, replication) as (client, raw, shard_map):
+    async with loaded(cluster, http, replication) as (client, _raw, shard_map):
         body = (await client.get("/shards")).json()
         held = {s.name: set() for s in shard_map.shards}
         for name, c in (await clients_for(shard_map, http)).items():
@@ -134,7 +153,8 @@ async def test_pair_on_other_exchange_is_404_naming_exchange(
 ) -> None:
     async with loaded(cluster, http) as (client, _, _):
         response = await client.get("/btcusd", params={"exchange": "nowhere"})
-    assert response.status_code == 404 and response.json()["parameter"] == "exchange"
+    assert response.status_code == 404
+    assert response.json()["parameter"] == "exchange"
 
 
 async def test_pairs_lists_every_pair_with_its_exchanges(
@@ -144,7 +164,8 @@ async def test_pairs_lists_every_pair_with_its_exchanges(
         body = (await client.get("/pairs")).json()
     expected = raw.groupby("pair")["exchange"].unique()
     assert {p["pair"]: set(p["exchanges"]) for p in body["pairs"]} == {
-        pair: set(exchanges) for pair, exchanges in expected.items()}
+        pair: set(exchanges) for pair, exchanges in expected.items()
+    }
 
 
 @pytest.mark.parametrize(

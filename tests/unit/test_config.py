@@ -37,8 +37,10 @@ def test_parse_good_file_builds_map() -> None:
     ("data", "expected"),
     [
         (with_changes(replicas=2), r"replicas: unknown key.*allowed: database, replication"),
-        (with_changes(shards=[{"name": "a", "url": "http://h:1", "port": 2}]),
-         r"shards\[0\]\.port: unknown key.*allowed: name, url"),
+        (
+            with_changes(shards=[{"name": "a", "url": "http://h:1", "port": 2}]),
+            r"shards\[0\]\.port: unknown key.*allowed: name, url",
+        ),
         (with_changes(replication="2"), r"replication: must be a whole number"),
         (with_changes(replication=0), r"replication: must be at least 1"),
         (with_changes(replication=3), r"replication: 3 is not between 1 and the number of shards"),
@@ -46,17 +48,38 @@ def test_parse_good_file_builds_map() -> None:
         (with_changes(shards=[{"url": "http://h:1"}]), r"shards\[0\]\.name: required key"),
         (with_changes(shards=[{"name": "A B", "url": "http://h:1"}]), r"shards\[0\]\.name: does"),
         (with_changes(shards=[{"name": "a", "url": "ftp://h:1"}]), r"shards\[0\]\.url: .*http"),
-        (with_changes(shards=[{"name": "a", "url": "http://h:1"}, {"name": "a", "url": "http://h:2"}]),
-         r"shards\[\]\.name: 'a' appears twice"),
-        (with_changes(shards=[{"name": "a", "url": "http://h:1"}, {"name": "b", "url": "http://h:1/"}]),
-         r"shards\[\]\.url: 'http://h:1' appears twice"),
+        (
+            with_changes(
+                shards=[{"name": "a", "url": "http://h:1"}, {"name": "a", "url": "http://h:2"}]
+            ),
+            r"shards\[\]\.name: 'a' appears twice",
+        ),
+        (
+            with_changes(
+                shards=[{"name": "a", "url": "http://h:1"}, {"name": "b", "url": "http://h:1/"}]
+            ),
+            r"shards\[\]\.url: 'http://h:1' appears twice",
+        ),
         (with_changes(database="bad name"), r"database: does not match"),
         ([1, 2], r"\(top level\): must be a mapping"),
         (None, r"the file is empty"),
     ],
-    ids=["unknown-key", "unknown-shard-key", "replication-string", "replication-zero",
-         "replication-above-shards", "no-shards", "missing-name", "bad-name", "bad-scheme",
-         "duplicate-name", "duplicate-url", "bad-database", "not-a-mapping", "empty"],
+    ids=[
+        "unknown-key",
+        "unknown-shard-key",
+        "replication-string",
+        "replication-zero",
+        "replication-above-shards",
+        "no-shards",
+        "missing-name",
+        "bad-name",
+        "bad-scheme",
+        "duplicate-name",
+        "duplicate-url",
+        "bad-database",
+        "not-a-mapping",
+        "empty",
+    ],
 )
 def test_parse_bad_file_names_key_and_fix(data: object, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected) as info:

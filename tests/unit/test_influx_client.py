@@ -30,12 +30,21 @@ def raise_(exc: Exception) -> Handler:
         (raise_(httpx.ConnectError("refused")), ShardUnavailable, "refused"),
         (raise_(httpx.ReadTimeout("slow")), ShardUnavailable, "timed out"),
         (lambda r: httpx.Response(503, text="overloaded"), ShardUnavailable, "503: overloaded"),
-        (lambda r: httpx.Response(404, json={"error": "database not found: \"crypto\""}),
-         ShardRejected, "database not found"),
-        (lambda r: httpx.Response(400, json={"error": "partial write: dropped=1"}),
-         ShardRejected, "partial write"),
-        (lambda r: httpx.Response(422, json={"code": "invalid", "message": "bad line"}),
-         ShardRejected, "bad line"),
+        (
+            lambda r: httpx.Response(404, json={"error": 'database not found: "crypto"'}),
+            ShardRejected,
+            "database not found",
+        ),
+        (
+            lambda r: httpx.Response(400, json={"error": "partial write: dropped=1"}),
+            ShardRejected,
+            "partial write",
+        ),
+        (
+            lambda r: httpx.Response(422, json={"code": "invalid", "message": "bad line"}),
+            ShardRejected,
+            "bad line",
+        ),
     ],
     ids=["connect", "timeout", "5xx", "missing-db", "bad-line", "v2-error-shape"],
 )
@@ -59,8 +68,12 @@ async def test_query_non_json_answer_is_unavailable() -> None:
 
 
 async def test_query_returns_series_per_statement() -> None:
-    body = {"results": [{"statement_id": 0, "series": [{"columns": ["a"], "values": [[1]]}]},
-                        {"statement_id": 1}]}
+    body = {
+        "results": [
+            {"statement_id": 0, "series": [{"columns": ["a"], "values": [[1]]}]},
+            {"statement_id": 1},
+        ]
+    }
     answer = await client_for(lambda r: httpx.Response(200, json=body)).query("A; B")
     assert answer == [[{"columns": ["a"], "values": [[1]]}], []]
 
@@ -68,7 +81,8 @@ async def test_query_returns_series_per_statement() -> None:
 async def test_write_sends_database_and_precision() -> None:
     seen: list[httpx.Request] = []
     await client_for(lambda r: seen.append(r) or httpx.Response(204)).write(b"x\n")
-    assert seen[0].url.params["db"] == "crypto" and seen[0].url.params["precision"] == "ms"
+    assert seen[0].url.params["db"] == "crypto"
+    assert seen[0].url.params["precision"] == "ms"
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,8 @@ def oracle(row: pd.Series) -> str:
 
 
 @pytest.mark.parametrize(
-    "exchange", ["binance-us", "we ird", "a,b", "k=v", "back\\slash"],
+    "exchange",
+    ["binance-us", "we ird", "a,b", "k=v", "back\\slash"],
     ids=["plain", "space", "comma", "equals", "backslash"],
 )
 def test_lines_match_influxdb_client(exchange: str) -> None:

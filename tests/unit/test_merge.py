@@ -5,15 +5,24 @@ from federation.types import Series
 
 
 def answer(*rows: tuple[int, float, str]) -> list[Series]:
-    return [{"name": "price", "columns": ["time", "price", "exchange"],
-             "values": [list(r) for r in rows]}]
+    return [
+        {
+            "name": "price",
+            "columns": ["time", "price", "exchange"],
+            "values": [list(r) for r in rows],
+        }
+    ]
 
 
 def test_merge_orders_by_time_then_exchange() -> None:
     a = rows_from_series(answer((2000, 2.0, "b"), (1000, 1.0, "b")))
     b = rows_from_series(answer((1000, 1.5, "a"), (3000, 3.0, "a")))
     assert [(t, e) for t, e, _ in merge_rows([a, b])] == [
-        (1000, "a"), (1000, "b"), (2000, "b"), (3000, "a")]
+        (1000, "a"),
+        (1000, "b"),
+        (2000, "b"),
+        (3000, "a"),
+    ]
 
 
 def test_merge_drops_replica_duplicates() -> None:
@@ -31,4 +40,5 @@ def test_iso_times_have_milliseconds_and_z() -> None:
 
 def test_points_have_the_original_shape() -> None:
     assert to_points([(1665451202951, "binance-us", 19062.76)]) == [
-        {"price": 19062.76, "time": "2022-10-11T01:20:02.951Z", "exchange": "binance-us"}]
+        {"price": 19062.76, "time": "2022-10-11T01:20:02.951Z", "exchange": "binance-us"}
+    ]

@@ -11,7 +11,11 @@ MAX = 30 * 86400
 def test_pair_query_defaults() -> None:
     query = PairQuery.parse("BTCUSD", {}, MAX)
     assert (query.pair, query.exchange, str(query.duration), query.strict) == (
-        "btcusd", None, "-24h", False)
+        "btcusd",
+        None,
+        "-24h",
+        False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -26,12 +30,21 @@ def test_pair_query_defaults() -> None:
         ("btcusd", {"strict": "maybe"}, "strict"),
         ("btcusd", {"exchagne": "kraken"}, "exchagne"),
     ],
-    ids=["quote", "too-long", "leading-dash", "injection", "no-minus", "over-retention",
-         "strict-not-bool", "unknown"],
+    ids=[
+        "quote",
+        "too-long",
+        "leading-dash",
+        "injection",
+        "no-minus",
+        "over-retention",
+        "strict-not-bool",
+        "unknown",
+    ],
 )
 def test_pair_query_bad_input_names_parameter(
     pair: str, params: dict[str, str], parameter: str
 ) -> None:
     with pytest.raises(BadParameter) as info:
         PairQuery.parse(pair, params, MAX)
-    assert info.value.parameter == parameter and info.value.status == 400
+    assert info.value.parameter == parameter
+    assert info.value.status == 400

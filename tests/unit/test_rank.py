@@ -10,8 +10,12 @@ from federation.types import Series
 
 
 def stddev_series(exchange: str, pair: str, value: float | None) -> Series:
-    return {"name": "price", "tags": {"exchange": exchange, "pair": pair},
-            "columns": ["time", "stddev"], "values": [[0, value]]}
+    return {
+        "name": "price",
+        "tags": {"exchange": exchange, "pair": pair},
+        "columns": ["time", "stddev"],
+        "values": [[0, value]],
+    }
 
 
 SHARD_1 = [stddev_series("kraken", "btcusd", 5.0), stddev_series("kraken", "ethusd", 9.0)]
@@ -50,4 +54,5 @@ def test_sort_table_matches_plain_pandas_ranking(seed: int) -> None:
     frame = pd.DataFrame({"exchange": list("abcdefgh"), "pair": list("pqrstuvw")})
     frame["stddev"] = pd.Series(range(8)).sample(frac=1, random_state=seed).to_numpy() * 1.5
     expected = frame.sort_values("stddev", ascending=False)["pair"].tolist()
-    assert sort_table(frame)["pair"].tolist() == expected and not math.isnan(frame.stddev.sum())
+    assert sort_table(frame)["pair"].tolist() == expected
+    assert not math.isnan(frame.stddev.sum())

@@ -40,4 +40,5 @@ def test_owners_are_distinct_and_first_is_owner(replication: int) -> None:
     ring = Ring(THREE)
     for pair in PAIRS[:200]:
         owners = ring.owners(pair, replication)
-        assert len(set(owners)) == replication and owners[0] == ring.owner(pair)
+        assert len(set(owners)) == replication
+        assert owners[0] == ring.owner(pair)

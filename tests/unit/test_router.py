@@ -24,18 +24,30 @@ def influx_answer(request: httpx.Request) -> httpx.Response:
     if request.url.path == "/ping":
         return httpx.Response(204, headers={"X-Influxdb-Version": "1.6.7"})
     statements = request.url.params.get("q", "").split(";")
-    results = [{"statement_id": i, "series": answer(q, request.url.host)}
-               for i, q in enumerate(statements)]
+    results = [
+        {"statement_id": i, "series": answer(q, request.url.host)} for i, q in enumerate(statements)
+    ]
     return httpx.Response(200, json={"results": results})
 
 
 def answer(q: str, exchange: str) -> list[dict[str, object]]:
     if "STDDEV" in q:
-        series = [{"name": "price", "tags": {"exchange": exchange, "pair": "btcusd"},
-                   "columns": ["time", "stddev"], "values": [[0, 1.0]]}]
+        series = [
+            {
+                "name": "price",
+                "tags": {"exchange": exchange, "pair": "btcusd"},
+                "columns": ["time", "stddev"],
+                "values": [[0, 1.0]],
+            }
+        ]
     elif q.startswith('SELECT "price"') and "'btcusd'" in q:
-        series = [{"name": "price", "columns": ["time", "price", "exchange"],
-                   "values": [[NOW, 100.0, exchange]]}]
+        series = [
+            {
+                "name": "price",
+                "columns": ["time", "price", "exchange"],
+                "values": [[NOW, 100.0, exchange]],
+            }
+        ]
     else:
         series = []
     return series
@@ -84,19 +96,27 @@ async def test_pair_merges_every_shard() -> None:
         ("/" + "x" * 100, "pair"),
         ("/btcusd?strict=perhaps", "strict"),
     ],
-    ids=["pair-quote", "duration-sign", "duration-too-long", "exchange-injection", "pair-long",
-         "strict"],
+    ids=[
+        "pair-quote",
+        "duration-sign",
+        "duration-too-long",
+        "exchange-injection",
+        "pair-long",
+        "strict",
+    ],
 )
 async def test_pair_bad_input_is_400_naming_parameter(path: str, parameter: str) -> None:
     async with router(faulty(set())) as client:
         response = await client.get(path)
-    assert response.status_code == 400 and response.json()["parameter"] == parameter
+    assert response.status_code == 400
+    assert response.json()["parameter"] == parameter
 
 
 async def test_pair_unknown_is_404() -> None:
     async with router(faulty(set())) as client:
         response = await client.get("/nopeusd")
-    assert response.status_code == 404 and response.json()["parameter"] == "pair"
+    assert response.status_code == 404
+    assert response.json()["parameter"] == "pair"
 
 
 @pytest.mark.parametrize(
@@ -114,19 +134,22 @@ async def test_pair_with_missing_shard_is_partial_and_names_it(
 async def test_pair_strict_with_missing_shard_is_503() -> None:
     async with router(faulty({"shard-a"})) as client:
         response = await client.get("/btcusd?strict=true")
-    assert response.status_code == 503 and response.json()["missing_shards"] == ["shard-a"]
+    assert response.status_code == 503
+    assert response.json()["missing_shards"] == ["shard-a"]
 
 
 async def test_pair_with_replication_two_and_one_shard_down_is_complete() -> None:
     async with router(faulty({"shard-c"}), replication=2) as client:
         body = (await client.get("/btcusd")).json()
-    assert body["partial"] is False and body["missing_shards"] == []
+    assert body["partial"] is False
+    assert body["missing_shards"] == []
 
 
 async def test_ready_is_503_naming_missing_shard() -> None:
     async with router(faulty({"shard-c"})) as client:
         response = await client.get("/ready")
-    assert response.status_code == 503 and response.json()["missing_shards"] == ["shard-c"]
+    assert response.status_code == 503
+    assert response.json()["missing_shards"] == ["shard-c"]
 
 
 async def test_shards_reports_down_shard() -> None:
@@ -138,13 +161,15 @@ async def test_shards_reports_down_shard() -> None:
 async def test_unknown_route_method_is_json() -> None:
     async with router(faulty(set())) as client:
         response = await client.post("/btcusd")
-    assert response.status_code == 405 and "error" in response.json()
+    assert response.status_code == 405
+    assert "error" in response.json()
 
 
 async def test_openapi_lists_pair_endpoint() -> None:
     async with router(faulty(set())) as client:
         schema = (await client.get("/openapi.json")).json()
-    assert "/{pair}" in schema["paths"] and "/shards" in schema["paths"]
+    assert "/{pair}" in schema["paths"]
+    assert "/shards" in schema["paths"]
 
 
 async def test_metrics_count_requests() -> None:
