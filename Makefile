@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system run test lint clean
+.PHONY: install system run test lint bench clean
 
 install: system $(STAMP)
 
@@ -26,9 +26,13 @@ run: install
 test: install
 	$(PY) -m pytest
 
+# Benchmarks against shard counts; figures and plots go to docs/benchmarks.md and docs/img/.
+bench: install
+	$(PY) -m bench
+
 lint: install
-	$(PY) -m ruff check federation ingest tests
-	$(PY) -m ruff format --check federation ingest tests
+	$(PY) -m ruff check federation ingest tests bench
+	$(PY) -m ruff format --check federation ingest tests bench
 	$(PY) -m mypy
 
 clean:
