@@ -7,6 +7,7 @@ and ``/openapi.json``. The shared ``httpx.AsyncClient`` belongs to the lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
@@ -29,6 +30,7 @@ from federation.exceptions import APIError
 from federation.metrics import RouterMetrics
 from federation.params import PairQuery, reject_unknown
 from federation.query import Federation
+from federation.ranktable import RankTable
 from federation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,7 +127,8 @@ async def pair(request: Request) -> Response:
     query = PairQuery.parse(
         request.path_params["pair"], request.query_params, settings.max_duration.seconds
     )
-    return ORJSONResponse(await federation.pair_report(query))
+    answer = await federation.pair_answer(query)
+    return StreamingResponse(answer.body(), media_type="application/json")
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
@@ -179,9 +182,27 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
         async with httpx.AsyncClient(transport=transport, limits=limits) as http:
-            app.state.federation = Federation(shard_map, http, shard_timeout=settings.shard_timeout)
+            federation = Federation(
+                shard_map,
+                http,
+                shard_timeout=settings.shard_timeout,
+                deadline_s=settings.deadline_s,
+            )
+            app.state.federation = federation
+            stop = asyncio.Event()
+            refresher = None
+            if settings.rank_refresh_s:
+                federation.ranks = RankTable(
+                    federation.gather_answers, refresh_s=settings.rank_refresh_s
+                )
+                refresher = asyncio.create_task(federation.ranks.run(stop))
             log.info("router up: %d shards, map %s", len(shard_map.shards), shard_map.version)
-            yield
+            try:
+                yield
+            finally:
+                stop.set()
+                if refresher is not None:
+                    await refresher
 
     routes = [
         Route("/health", _timed("health", health)),

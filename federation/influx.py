@@ -10,7 +10,9 @@ timeout or 5xx is :class:`ShardUnavailable` (retry later), any other 4xx is
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +58,7 @@ class InfluxClient:
         content: bytes | None = None,
         data: dict[str, str] | None = None,
     ) -> httpx.Response:
-        try:
+        with self._transport_errors(method, path):
             response = await self._http.request(
                 method,
                 self._base + path,
@@ -66,10 +68,19 @@ class InfluxClient:
                 headers=self._headers,
                 timeout=self._timeout,
             )
+        self._check_status(response, method, path)
+        return response
+
+    @contextlib.contextmanager
+    def _transport_errors(self, method: str, path: str) -> Iterator[None]:
+        try:
+            yield
         except httpx.TimeoutException:
             raise ShardUnavailable(self.name, f"{method} {path} timed out") from None
         except httpx.TransportError as exc:
             raise ShardUnavailable(self.name, f"{method} {path} failed: {exc!r}") from None
+
+    def _check_status(self, response: httpx.Response, method: str, path: str) -> None:
         if response.status_code >= 500:
             raise ShardUnavailable(
                 self.name, f"{method} {path} answered {response.status_code}: {_reason(response)}"
@@ -80,7 +91,6 @@ class InfluxClient:
                 f"{method} {path} answered {response.status_code}: {_reason(response)}",
                 response.status_code,
             )
-        return response
 
     async def ping(self) -> Ping:
         started = time.perf_counter()
@@ -99,6 +109,37 @@ class InfluxClient:
         response = await self._request("GET", "/query", params=params)
         return self._results(response)
 
+    async def query_chunks(
+        self, q: str, *, epoch: str = "ms", chunk_size: int = 10_000
+    ) -> AsyncIterator[list[Series]]:
+        """Run one read-only statement with ``chunked=true``: its series arrive a chunk
+        at a time (one JSON object per line), so no answer is ever held whole."""
+        params = {
+            "db": self.database,
+            "q": q,
+            "epoch": epoch,
+            "chunked": "true",
+            "chunk_size": str(chunk_size),
+        }
+        with self._transport_errors("GET", "/query"):
+            async with self._http.stream(
+                "GET",
+                self._base + "/query",
+                params=params,
+                headers=self._headers,
+                timeout=self._timeout,
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    self._check_status(response, "GET", "/query")
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield self._statement(self._json(line.encode()))
+
+    def _statement(self, body: dict[str, Any]) -> list[Series]:
+        results = self._results_of(body)
+        return results[0] if results else []
+
     async def execute(self, q: str) -> list[list[Series]]:
         """Run InfluxQL that changes state (CREATE, DROP, DELETE): POST, as the API asks."""
         response = await self._request("POST", "/query", data={"db": self.database, "q": q})
@@ -108,10 +149,16 @@ class InfluxClient:
         await self.execute(create_database(self.database))
 
     def _results(self, response: httpx.Response) -> list[list[Series]]:
+        return self._results_of(self._json(response.content))
+
+    def _json(self, content: bytes) -> dict[str, Any]:
         try:
-            body: dict[str, Any] = orjson.loads(response.content)
+            body: dict[str, Any] = orjson.loads(content)
         except orjson.JSONDecodeError:
             raise ShardUnavailable(self.name, "answered a body that is not JSON") from None
+        return body
+
+    def _results_of(self, body: dict[str, Any]) -> list[list[Series]]:
         if "error" in body:
             raise QueryError(self.name, str(body["error"]))
         out: list[list[Series]] = []

@@ -83,9 +83,14 @@ def prices_query(pair: str, duration: Duration, exchange: str | None = None) -> 
 
 def stddev_query(duration: Duration, exchange: str | None = None) -> str:
     """The sample standard deviation of price for every (exchange, pair) series."""
+    return stddev_where(where(duration, exchange=exchange))
+
+
+def stddev_where(where_clause: str) -> str:
+    """:func:`stddev_query` with a WHERE clause of the caller's (`` WHERE ...``)."""
     return (
         f"SELECT STDDEV({quote_ident('price')}) FROM {quote_ident(MEASUREMENT)}"
-        + where(duration, exchange=exchange)
+        + where_clause
         + f" GROUP BY {quote_ident('exchange')}, {quote_ident('pair')}"
     )
 

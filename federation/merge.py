@@ -1,14 +1,12 @@
-"""Merging one pair's points from several shards: time-ordered, one point per
-(time, exchange) however many shards (replicas, or old and new owners during a
-rebalance) returned it."""
+"""Rows of one pair's points: read from shards' answers, turned into the API's shape.
+(The merge across shards is in :mod:`federation.stream`.)"""
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable, Iterator
 from operator import itemgetter
 
 import numpy as np
+import orjson
 
 from federation.types import PricePoint, Series
 
@@ -30,16 +28,6 @@ def rows_from_series(series: list[Series]) -> list[Row]:
     return rows
 
 
-def merge_rows(sources: Iterable[list[Row]]) -> Iterator[Row]:
-    """One ordered stream from ordered inputs, dropping repeats of (time, exchange)."""
-    last: tuple[int, str] | None = None
-    for row in heapq.merge(*sources, key=_key):
-        key = (row[0], row[1])
-        if key != last:
-            last = key
-            yield row
-
-
 def iso_times(epoch_ms: list[int]) -> list[str]:
     """``2022-10-11T01:20:02.951Z`` for each epoch-millisecond time (vectorised)."""
     if not epoch_ms:
@@ -51,3 +39,8 @@ def iso_times(epoch_ms: list[int]) -> list[str]:
 def to_points(rows: list[Row]) -> list[PricePoint]:
     times = iso_times([r[0] for r in rows])
     return [{"price": r[2], "time": t, "exchange": r[1]} for r, t in zip(rows, times, strict=True)]
+
+
+def encode_points(rows: list[Row]) -> bytes:
+    """The rows as JSON array elements (no brackets), to splice into a streamed array."""
+    return orjson.dumps(to_points(rows))[1:-1]

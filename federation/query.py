@@ -12,24 +12,82 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import httpx
+import orjson
 
 from federation import influxql
 from federation.config import ShardMap
 from federation.exceptions import NotFound, ShardError, ShardsUnavailable
 from federation.influx import InfluxClient, parse_series_key
-from federation.merge import merge_rows, rows_from_series, to_points
+from federation.merge import Row, encode_points, iso_times
 from federation.metrics import RouterMetrics
 from federation.params import PairQuery
 from federation.rank import rank_of, table_from_series
+from federation.ranktable import RankTable
+from federation.stream import MergedPrices
 from federation.types import Series
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class PairAnswer:
+    """The head of a pair's answer, known before the first byte is sent, and its prices,
+    which stream; whether it is partial is known at the end and comes last."""
+
+    def __init__(
+        self,
+        q: PairQuery,
+        rank: tuple[int, int] | None,
+        rank_as_of: int | None,
+        rank_missing: set[str],
+        owners: list[str],
+        merged: MergedPrices,
+        first: list[Row] | None,
+        rest: AsyncGenerator[list[Row], None],
+    ) -> None:
+        self.head: dict[str, Any] = {
+            "pair": q.pair,
+            "rank": None if rank is None else f"{rank[0]}/{rank[1]}",
+            "duration": str(q.duration),
+        }
+        if rank_as_of is not None:
+            self.head["rank_as_of"] = iso_times([rank_as_of])[0]
+        self._rank_missing = rank_missing
+        self._owners = owners
+        self._merged = merged
+        self._pending: list[list[Row]] = [first] if first else []
+        self._rest = rest
+
+    def missing(self) -> list[str]:
+        """Shards whose absence may have changed this answer (so far)."""
+        missing = set(self._rank_missing)
+        if all(name in self._merged.missing for name in self._owners):
+            missing |= set(self._merged.missing)
+        return sorted(missing)
+
+    async def read_all(self) -> None:
+        self._pending.extend([batch async for batch in self._rest])
+
+    async def body(self) -> AsyncIterator[bytes]:
+        head = orjson.dumps(self.head)
+        yield head[:-1] + b',"prices":['
+        separator = b""
+        try:
+            for batch in self._pending:
+                yield separator + encode_points(batch)
+                separator = b","
+            async for batch in self._rest:
+                yield separator + encode_points(batch)
+                separator = b","
+        finally:
+            await self._merged.aclose()
+        missing = self.missing()
+        yield b"]," + orjson.dumps({"partial": bool(missing), "missing_shards": missing})[1:]
 
 
 @dataclass
@@ -45,10 +103,13 @@ class Federation:
         http: httpx.AsyncClient,
         *,
         shard_timeout: float = 10.0,
+        deadline_s: float = 30.0,
         metrics: RouterMetrics | None = None,
     ) -> None:
         self.shard_map = shard_map
         self.shard_timeout = shard_timeout
+        self.deadline_s = deadline_s
+        self.ranks: RankTable | None = None  # set when the rank is precomputed
         self.metrics = metrics or RouterMetrics()
         self.clients = {
             s.name: InfluxClient(s, http, shard_map.database, timeout=shard_timeout)
@@ -88,38 +149,56 @@ class Federation:
     def _query(self, q: str) -> Callable[[InfluxClient], Awaitable[list[list[Series]]]]:
         return lambda client: client.query(q)
 
-    async def pair_report(self, q: PairQuery) -> dict[str, Any]:
-        """The ``GET /{pair}`` answer: rank, prices and which shards were missing."""
-        prices, ranks = await asyncio.gather(
-            self.gather(self._query(influxql.prices_query(q.pair, q.duration, q.exchange))),
-            self.gather(self._query(influxql.stddev_query(q.duration, q.exchange))),
+    async def gather_answers(self, query: str) -> tuple[list[list[list[Series]]], set[str]]:
+        """``query`` on every shard: the answers, and the names of the shards missing."""
+        found = await self.gather(self._query(query))
+        return list(found.answers.values()), set(found.missing)
+
+    async def _rank(self, q: PairQuery) -> tuple[tuple[int, int] | None, int | None, set[str]]:
+        """(rank, as-of time when precomputed, shards whose absence may change it)."""
+        snapshot = await self.ranks.snapshot(q.duration) if self.ranks else None
+        if snapshot is None:
+            answers, missing = await self.gather_answers(
+                influxql.stddev_query(q.duration, q.exchange)
+            )
+            table, as_of = table_from_series(a[0] for a in answers), None
+        else:
+            table, as_of, missing = snapshot.table, snapshot.as_of, snapshot.missing
+            if q.exchange is not None:
+                table = table[table["exchange"].to_numpy() == q.exchange]
+        if len(missing) < self.shard_map.replication:
+            missing = set()  # every series still has a copy on a shard that answered
+        return rank_of(table, q.pair), as_of, missing
+
+    async def pair_answer(self, q: PairQuery) -> PairAnswer:
+        """The ``GET /{pair}`` answer: rank now, prices streamed from every shard."""
+        merged = MergedPrices(
+            self.clients,
+            influxql.prices_query(q.pair, q.duration, q.exchange),
+            shard_timeout=self.shard_timeout,
+            deadline_s=self.deadline_s,
         )
-        owners = self.shard_map.owners(q.pair)
-        missing = set()
-        if all(name in prices.missing for name in owners):
-            missing |= set(prices.missing)
-        if len(ranks.missing) >= self.shard_map.replication:
-            missing |= set(ranks.missing)
-        table = table_from_series(answer[0] for answer in ranks.answers.values())
-        rank = rank_of(table, q.pair)
-        rows = list(merge_rows(rows_from_series(a[0]) for a in prices.answers.values()))
-        if rank is None and not rows and not missing:
-            await self._raise_if_unknown(q)
-        if missing:
-            self.metrics.partial_answers.inc()
+        batches = merged.batches()
+        try:
+            first, (rank, as_of, rank_missing) = await asyncio.gather(
+                anext(batches, None), self._rank(q)
+            )
+            answer = PairAnswer(
+                q, rank, as_of, rank_missing, self.shard_map.owners(q.pair), merged, first, batches
+            )
+            if first is None and rank is None and not answer.missing():
+                await self._raise_if_unknown(q)
             if q.strict:
-                raise ShardsUnavailable(
-                    "shards did not answer and strict=true was asked",
-                    missing_shards=sorted(missing),
-                )
-        return {
-            "pair": q.pair,
-            "rank": None if rank is None else f"{rank[0]}/{rank[1]}",
-            "duration": str(q.duration),
-            "prices": to_points(rows),
-            "partial": bool(missing),
-            "missing_shards": sorted(missing),
-        }
+                await answer.read_all()
+                if answer.missing():
+                    raise ShardsUnavailable(
+                        "shards did not answer and strict=true was asked",
+                        missing_shards=answer.missing(),
+                    )
+        except BaseException:
+            await batches.aclose()
+            raise
+        return answer
 
     async def _raise_if_unknown(self, q: PairQuery) -> None:
         """404 when no shard holds any series of the pair (on that exchange), at any time."""

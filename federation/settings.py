@@ -10,26 +10,34 @@ from federation.exceptions import ConfigError
 from federation.influxql import Duration
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise ConfigError(
+            f"{name}: {text!r} is not a number of seconds from {low:g} to {high:g}; "
+            f"fix: set e.g. {name}={default:g}"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     config_path: str = "shards.yaml"
-    shard_timeout: float = 10.0  # seconds one shard may take for one query
+    shard_timeout: float = 10.0  # seconds one shard may take for one query (or one chunk)
+    deadline_s: float = 30.0  # seconds a whole answer may take; later shards are missing
+    rank_refresh_s: float = 60.0  # how often the rank table is rebuilt; 0: rank per request
     # The longest window a query may ask for (Duration is frozen: sharing it is safe).
     max_duration: Duration = Duration(30, "d")  # noqa: RUF009
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         defaults = cls()
-        timeout_text = env.get("FEDERATION_SHARD_TIMEOUT", str(defaults.shard_timeout))
-        try:
-            timeout = float(timeout_text)
-            if not 0 < timeout <= 600:
-                raise ValueError
-        except ValueError:
-            raise ConfigError(
-                f"FEDERATION_SHARD_TIMEOUT: {timeout_text!r} is not a number of seconds "
-                "between 0 and 600; fix: set e.g. FEDERATION_SHARD_TIMEOUT=10"
-            ) from None
         max_text = env.get("FEDERATION_MAX_DURATION", str(defaults.max_duration))
         try:
             max_duration = Duration.parse(max_text)
@@ -37,8 +45,15 @@ class Settings:
             raise ConfigError(
                 f"FEDERATION_MAX_DURATION: {exc}; fix: set e.g. FEDERATION_MAX_DURATION=-30d"
             ) from None
+        refresh = _seconds(env, "FEDERATION_RANK_REFRESH", defaults.rank_refresh_s, 0, 86400)
+        if 0 < refresh < 1:
+            raise ConfigError("FEDERATION_RANK_REFRESH: below 1 second; fix: 0 (off) or at least 1")
         return cls(
             config_path=env.get("FEDERATION_CONFIG", defaults.config_path),
-            shard_timeout=timeout,
+            shard_timeout=_seconds(
+                env, "FEDERATION_SHARD_TIMEOUT", defaults.shard_timeout, 0.01, 600
+            ),
+            deadline_s=_seconds(env, "FEDERATION_DEADLINE", defaults.deadline_s, 0.01, 3600),
+            rank_refresh_s=refresh,
             max_duration=max_duration,
         )

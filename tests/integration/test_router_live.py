@@ -51,9 +51,12 @@ def raw_points(now_ms: int, minutes: int = 120, seed: int = 7) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def expected_rank(raw: pd.DataFrame, pair: str, window_s: int, exchange: str | None) -> str:
+def expected_rank(
+    raw: pd.DataFrame, pair: str, window_s: int, exchange: str | None, as_of: int | None = None
+) -> str:
     """The original's rank, computed from the raw points with plain pandas."""
-    cut = raw[raw["time"] > int(time.time() * 1000) - window_s * 1000]
+    end = int(time.time() * 1000) if as_of is None else as_of
+    cut = raw[(raw["time"] > end - window_s * 1000) & (raw["time"] <= end)]
     if exchange is not None:
         cut = cut[cut["exchange"] == exchange]
     std = cut.groupby(["exchange", "pair"])["price"].std().sort_values(ascending=False)
@@ -63,15 +66,25 @@ def expected_rank(raw: pd.DataFrame, pair: str, window_s: int, exchange: str | N
 
 @asynccontextmanager
 async def loaded(
-    local: LocalCluster, http: httpx.AsyncClient, replication: int = 1
+    local: LocalCluster,
+    http: httpx.AsyncClient,
+    replication: int = 1,
+    *,
+    precomputed: bool = False,
+    minutes: int = 120,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, pd.DataFrame, ShardMap]]:
+    """A router over fresh data; the rank per request, or from the table once built."""
     shard_map = shard_map_for(local, replication)
-    raw = raw_points(int(time.time() * 1000))
+    raw = raw_points(int(time.time() * 1000), minutes)
     report = await ShardWriter(shard_map, await clients_for(shard_map, http)).write(raw)
     assert report.points == len(raw) * replication
     assert not report.failed
-    app = create_app(shard_map, Settings(shard_timeout=5.0))
+    app = create_app(
+        shard_map, Settings(shard_timeout=5.0, rank_refresh_s=60 if precomputed else 0)
+    )
     async with app.router.lifespan_context(app):
+        if precomputed:
+            await app.state.federation.ranks.ready.wait()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
             yield client, raw, shard_map

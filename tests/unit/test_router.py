@@ -68,7 +68,7 @@ def faulty(down: set[str], slow: set[str] = frozenset()) -> httpx.AsyncBaseTrans
 async def router(
     transport: httpx.AsyncBaseTransport, replication: int = 1
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(shard_timeout=0.3)
+    settings = Settings(shard_timeout=0.3, rank_refresh_s=0)  # rank per request
     app = create_app(ShardMap(SHARDS, replication=replication), settings, transport)
     async with app.router.lifespan_context(app):
         transport_in = httpx.ASGITransport(app=app)

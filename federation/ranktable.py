@@ -1,0 +1,206 @@
+"""The precomputed rank: per-series moments of every closed hour, kept in memory, and
+rank tables for the default windows rebuilt from them at every refresh (every ingest
+tick by default).
+
+A window (t - W, t] splits into the closed hours inside it, read from memory, and at
+most two edges (the part of the oldest hour after t - W, and the current hour up to t),
+asked of the shards. So a refresh scans at most two hours of points per shard whatever
+the window, instead of the whole window on every request. A closed hour is asked once
+when it closes; one more held hour is asked again per refresh, in turn, so points that
+arrive late (a shard's spool replaying) are counted within ``keep_hours`` refreshes.
+
+Other windows up to ``keep_hours`` are built from the same hours on demand; longer ones
+fall back to one ``STDDEV`` query per shard. Either is cached until the next refresh,
+and concurrent requests for the same window share one computation. Every table says
+as of when it holds (``as_of``) and which shards it lacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from federation import influxql, moments
+from federation.influxql import Duration
+from federation.rank import sort_table, table_from_series
+from federation.types import Series
+
+log = logging.getLogger(__name__)
+HOUR_MS = 3_600_000
+DEFAULT_WINDOWS = (Duration(1, "h"), Duration(24, "h"))
+
+# (answers per answering shard, names of missing shards)
+Gather = Callable[[str], Awaitable[tuple[list[list[list[Series]]], set[str]]]]
+
+
+@dataclass
+class RankSnapshot:
+    table: pd.DataFrame  # exchange, pair, stddev; sorted as the rank wants
+    as_of: int  # epoch ms: the window is (as_of - duration, as_of]
+    missing: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Hour:
+    moments: pd.DataFrame
+    missing: set[str]
+
+
+def _cond(start: int, end: int, start_inclusive: bool, end_inclusive: bool) -> str:
+    return (
+        f"time {'>=' if start_inclusive else '>'} {start}ms AND "
+        f"time {'<=' if end_inclusive else '<'} {end}ms"
+    )
+
+
+class RankTable:
+    def __init__(
+        self,
+        gather: Gather,
+        *,
+        windows: tuple[Duration, ...] = DEFAULT_WINDOWS,
+        keep_hours: int = 25,
+        refresh_s: float = 60.0,
+        delay_s: float = 2.0,
+    ) -> None:
+        self._gather = gather
+        self.windows = windows
+        self.keep_hours = keep_hours
+        self.refresh_s = refresh_s
+        self.delay_s = delay_s  # after a tick boundary, so the tick's points are stored
+        self._hours: dict[int, _Hour] = {}
+        self._verify_next = 0
+        self.as_of: int | None = None
+        self._cache: dict[int, asyncio.Future[RankSnapshot]] = {}
+        self.last_refresh_s = 0.0
+        self.ready = asyncio.Event()  # set once the first refresh is done
+
+    async def _moments(
+        self, condition: str, by_hour: bool = False
+    ) -> tuple[pd.DataFrame, set[str]]:
+        answers, missing = await self._gather(moments.moments_query(condition, by_hour))
+        return moments.from_series(a[0] for a in answers), missing
+
+    async def refresh(self, now_ms: int | None = None) -> None:
+        """Bring the hours up to date and rebuild the default windows as of ``now_ms``."""
+        started = time.perf_counter()
+        t = int(now_ms if now_ms is not None else time.time() * 1000)
+        current = t // HOUR_MS * HOUR_MS
+        oldest = current - self.keep_hours * HOUR_MS
+        for hour in [h for h in self._hours if h < oldest]:
+            del self._hours[hour]
+        wanted = range(oldest, current, HOUR_MS)
+        stale = [h for h in wanted if h not in self._hours or self._hours[h].missing]
+        held = sorted(h for h in wanted if h not in stale)
+        if held:  # one held hour asked again per refresh, in turn: late points get in
+            stale.append(held[self._verify_next % len(held)])
+            self._verify_next += 1
+        await self._load_hours(sorted(set(stale)), current)
+        edges: dict[str, asyncio.Task[tuple[pd.DataFrame, set[str]]]] = {}
+        snapshots = {w.seconds: await self._build(w.seconds * 1000, t, edges) for w in self.windows}
+        self._cache = {}
+        for seconds, snapshot in snapshots.items():
+            self._cache[seconds] = asyncio.get_running_loop().create_future()
+            self._cache[seconds].set_result(snapshot)
+        self.as_of = t
+        self.ready.set()
+        self.last_refresh_s = time.perf_counter() - started
+        log.info(
+            "rank refreshed as of %d in %.2fs (%d hours held)",
+            t,
+            self.last_refresh_s,
+            len(self._hours),
+        )
+
+    async def _load_hours(self, hours: list[int], current: int) -> None:
+        """Ask for the moments of these closed hours, in runs of consecutive hours."""
+        runs: list[list[int]] = []
+        for hour in hours:
+            if runs and runs[-1][-1] + HOUR_MS == hour:
+                runs[-1].append(hour)
+            else:
+                runs.append([hour])
+        for run in runs:
+            end = min(run[-1] + HOUR_MS, current)
+            frame, missing = await self._moments(_cond(run[0], end, True, False), by_hour=True)
+            by_bucket = dict(tuple(frame.groupby("bucket"))) if not frame.empty else {}
+            for hour in run:
+                part = by_bucket.get(hour, frame.iloc[0:0])
+                self._hours[hour] = _Hour(part, missing)
+
+    async def _build(
+        self,
+        window_ms: int,
+        t: int,
+        edges: dict[str, asyncio.Task[tuple[pd.DataFrame, set[str]]]],
+    ) -> RankSnapshot:
+        """The rank table of (t - window, t] from held hours and fresh edges."""
+        start = t - window_ms
+        current = t // HOUR_MS * HOUR_MS
+        if start >= current:
+            conditions = [_cond(start, t, False, True)]
+            full: list[int] = []
+        else:
+            first = (start // HOUR_MS + 1) * HOUR_MS
+            full = list(range(first, current, HOUR_MS))
+            conditions = [
+                _cond(start, min(first, current), False, False),
+                _cond(current, t, True, True),
+            ]
+        parts, missing = [], set()
+        for hour in full:
+            held = self._hours.get(hour)
+            if held is None:
+                await self._load_hours([hour], current)
+                held = self._hours[hour]
+            parts.append(held.moments)
+            missing |= held.missing
+        for condition in conditions:
+            if condition not in edges:
+                edges[condition] = asyncio.ensure_future(self._moments(condition))
+            frame, edge_missing = await edges[condition]
+            parts.append(frame)
+            missing |= edge_missing
+        table = sort_table(moments.stddev(moments.combine(parts)))
+        return RankSnapshot(table, t, missing)
+
+    async def snapshot(self, duration: Duration) -> RankSnapshot | None:
+        """The table of ``duration`` as of the last refresh; None before the first one."""
+        if self.as_of is None:
+            return None
+        cached = self._cache.get(duration.seconds)
+        if cached is None:
+            cached = self._cache[duration.seconds] = asyncio.ensure_future(
+                self._on_demand(duration, self.as_of)
+            )
+        try:
+            return await asyncio.shield(cached)
+        except Exception:
+            self._cache.pop(duration.seconds, None)
+            raise
+
+    async def _on_demand(self, duration: Duration, t: int) -> RankSnapshot:
+        window_ms = duration.seconds * 1000
+        if window_ms <= self.keep_hours * HOUR_MS:
+            return await self._build(window_ms, t, {})
+        condition = _cond(t - window_ms, t, False, True)
+        answers, missing = await self._gather(influxql.stddev_where(f" WHERE {condition}"))
+        return RankSnapshot(table_from_series(a[0] for a in answers), t, missing)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Refresh now, then ``delay_s`` after every ``refresh_s`` boundary, until stopped."""
+        while not stop.is_set():
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("rank refresh failed; the last table stays in use")
+            period = self.refresh_s
+            delay = period - (time.time() % period) + self.delay_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -1,0 +1,123 @@
+"""One pair's prices from every shard, merged as they arrive.
+
+Each shard answers ``chunked=true``, a chunk at a time, in time order. The merge keeps
+only what it cannot emit yet: a row is final once every shard still answering has sent
+a row at a later time, so rows leave in batches, time-ordered, with one row per
+(time, exchange) however many shards sent it. Memory is a few chunks per shard, not
+the answer. A shard that fails or passes the deadline mid-way is closed and named in
+``missing``; what it sent before stays in the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, Mapping
+
+from federation.exceptions import ShardError
+from federation.influx import InfluxClient
+from federation.merge import Row, rows_from_series
+
+log = logging.getLogger(__name__)
+
+
+async def _shard_rows(
+    client: InfluxClient, query: str, chunk_size: int
+) -> AsyncGenerator[list[Row], None]:
+    async for series in client.query_chunks(query, chunk_size=chunk_size):
+        rows = rows_from_series(series)
+        if rows:
+            yield rows
+
+
+class MergedPrices:
+    def __init__(
+        self,
+        clients: Mapping[str, InfluxClient],
+        query: str,
+        *,
+        shard_timeout: float,
+        deadline_s: float,
+        chunk_size: int = 10_000,
+    ) -> None:
+        self._sources = {
+            name: _shard_rows(client, query, chunk_size) for name, client in clients.items()
+        }
+        self._buffers: dict[str, list[Row]] = {name: [] for name in clients}
+        self._active = set(clients)
+        self._shard_timeout = shard_timeout
+        self._deadline = time.monotonic() + deadline_s
+        self.missing: dict[str, str] = {}
+        self.rows = 0
+
+    async def _fill(self, name: str) -> None:
+        """One more chunk from ``name``, or mark it finished or missing."""
+        timeout = min(self._shard_timeout, self._deadline - time.monotonic())
+        try:
+            async with asyncio.timeout(max(timeout, 0)):
+                chunk = await anext(self._sources[name])
+        except StopAsyncIteration:
+            self._active.discard(name)
+            return
+        except (ShardError, TimeoutError) as exc:
+            reason = str(exc) or f"no answer within {timeout:.1f}s"
+            log.warning("shard %s missing from a price stream: %s", name, reason)
+            self.missing[name] = reason
+            self._active.discard(name)
+            await self._close(name)
+            return
+        self._buffers[name].extend(chunk)
+
+    async def batches(self) -> AsyncGenerator[list[Row], None]:
+        """Time-ordered, de-duplicated rows, a batch at a time."""
+        try:
+            await asyncio.gather(*(self._fill(n) for n in list(self._active)))
+            while True:
+                for name in [n for n in self._active if not self._buffers[n]]:
+                    await self._fill(name)
+                if not self._active:
+                    batch = self._take(None)
+                    if batch:
+                        yield batch
+                    return
+                # No shard still answering can send a row earlier than this time.
+                frontier = min(self._buffers[n][-1][0] for n in self._active)
+                batch = self._take(frontier)
+                if batch:
+                    yield batch
+                laggard = min(self._active, key=lambda n: self._buffers[n][-1][0])
+                await self._fill(laggard)
+        finally:
+            await self.aclose()
+
+    def _take(self, before: int | None) -> list[Row]:
+        taken: list[Row] = []
+        for buffer in self._buffers.values():
+            cut = (
+                len(buffer)
+                if before is None
+                else bisect.bisect_left(buffer, before, key=lambda r: r[0])
+            )
+            if cut:
+                taken.extend(buffer[:cut])
+                del buffer[:cut]
+        taken.sort(key=lambda r: (r[0], r[1]))
+        out: list[Row] = []
+        last: tuple[int, str] | None = None
+        for row in taken:
+            if (row[0], row[1]) != last:
+                last = (row[0], row[1])
+                out.append(row)
+        self.rows += len(out)
+        return out
+
+    async def _close(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._sources[name].aclose()
+
+    async def aclose(self) -> None:
+        for name in self._sources:
+            await self._close(name)

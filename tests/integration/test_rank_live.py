@@ -1,0 +1,76 @@
+"""The precomputed rank on real shards equals the rank computed with pandas from the raw
+points, for the default windows, windows built on demand, and after late points."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pandas as pd
+import pytest
+
+from federation.localcluster import LocalCluster
+from ingest.writer import ShardWriter
+from tests.integration.conftest import clients_for
+from tests.integration.test_router_live import expected_rank, loaded
+
+pytestmark = pytest.mark.integration
+
+
+def as_of(body: dict[str, str]) -> int:
+    return int(pd.Timestamp(body["rank_as_of"]).value // 1_000_000)
+
+
+@pytest.mark.parametrize(
+    ("pair", "duration", "seconds", "exchange"),
+    [
+        ("btcusd", "-24h", 86400, None),
+        ("adabtc", "-1h", 3600, None),
+        ("ethusd", "-24h", 86400, "ex2"),
+        ("solusd", "-90m", 5400, None),
+        ("xrpeur", "-3h", 10800, "ex4"),
+        ("ltcusd", "-3d", 259200, None),
+        ("dotusd", "-10m", 600, None),
+    ],
+    ids=["24h", "1h", "24h-exchange", "90m-on-demand", "3h-exchange", "3d-fallback", "10m"],
+)
+async def test_precomputed_rank_equals_pandas_on_raw_points(
+    cluster: LocalCluster,
+    http: httpx.AsyncClient,
+    pair: str,
+    duration: str,
+    seconds: int,
+    exchange: str | None,
+) -> None:
+    async with loaded(cluster, http, precomputed=True, minutes=300) as (client, raw, _):
+        params = {"duration": duration} | ({"exchange": exchange} if exchange else {})
+        body = (await client.get(f"/{pair}", params=params)).json()
+    assert body["rank"] == expected_rank(raw, pair, seconds, exchange, as_of(body))
+
+
+async def test_precomputed_rank_counts_late_points_within_held_hours(
+    cluster: LocalCluster, http: httpx.AsyncClient
+) -> None:
+    async with loaded(cluster, http, precomputed=True, minutes=300) as (client, raw, shard_map):
+        ranks = client._transport.app.state.federation.ranks  # type: ignore[attr-defined]
+        late = raw[(raw.pair == "dogeusd") & (raw.time < time.time() * 1000 - 3 * 3600_000)]
+        late = late.assign(time=late.time + 1, price=late.price * 50)  # wild, three hours ago
+        await ShardWriter(shard_map, await clients_for(shard_map, http)).write(late)
+        for _ in range(ranks.keep_hours + 1):
+            await ranks.refresh()
+        body = (await client.get("/dogeusd")).json()
+    assert body["rank"] == expected_rank(
+        pd.concat([raw, late]), "dogeusd", 86400, None, as_of(body)
+    )
+    assert body["rank"].startswith("1/")
+
+
+async def test_precomputed_rank_with_shard_down_is_partial(
+    own_cluster: LocalCluster, http: httpx.AsyncClient
+) -> None:
+    async with loaded(own_cluster, http, precomputed=True) as (client, _, _):
+        own_cluster.stop_shard("shard-b")
+        await client._transport.app.state.federation.ranks.refresh()  # type: ignore[attr-defined]
+        body = (await client.get("/btcusd")).json()
+    assert body["partial"] is True
+    assert "shard-b" in body["missing_shards"]
