@@ -1,44 +1,55 @@
-"""Rows of one pair's points: read from shards' answers, turned into the API's shape.
-(The merge across shards is in :mod:`federation.stream`.)"""
+"""Rows of one pair's points: read from shards' answers and written as the API's JSON.
+(The merge across shards is in :mod:`federation.stream`.)
+
+This runs for every point of every answer, so rows stay the lists InfluxDB's JSON
+decodes to, ordering uses a C key function, and a time is formatted once however many
+exchanges share it.
+"""
 
 from __future__ import annotations
 
 from operator import itemgetter
+from typing import Any
 
 import numpy as np
 import orjson
 
 from federation.types import PricePoint, Series
 
-# (epoch ms, exchange, price)
-Row = tuple[int, str, float]
-_key = itemgetter(0, 1)
+# [epoch ms, price, exchange]: the columns of ``SELECT "price", "exchange"``.
+Row = list[Any]
+COLUMNS = ["time", "price", "exchange"]
+ORDER = itemgetter(0, 2)  # the answer's order: time, then exchange
 
 
 def rows_from_series(series: list[Series]) -> list[Row]:
     """Rows of a ``SELECT price, exchange`` answer (epoch=ms), ordered by (time, exchange)."""
     rows: list[Row] = []
     for s in series:
-        columns = s["columns"]
-        t, p, e = columns.index("time"), columns.index("price"), columns.index("exchange")
-        rows.extend((v[t], v[e], v[p]) for v in s["values"] if v[p] is not None)
-    # InfluxDB orders by time; within one time the series order is its own. Timsort makes
-    # this nearly free on already-ordered input.
-    rows.sort(key=_key)
+        if s["columns"] == COLUMNS:
+            rows.extend(s["values"])
+        else:
+            index = [s["columns"].index(c) for c in COLUMNS]
+            rows.extend([v[i] for i in index] for v in s["values"])
+    # InfluxDB sends time order already; on ordered input this is a single pass.
+    rows.sort(key=ORDER)
     return rows
 
 
 def iso_times(epoch_ms: list[int]) -> list[str]:
-    """``2022-10-11T01:20:02.951Z`` for each epoch-millisecond time (vectorised)."""
+    """``2022-10-11T01:20:02.951Z`` for each epoch-millisecond time, each distinct time
+    formatted once (many exchanges share a tick's time)."""
     if not epoch_ms:
         return []
-    stamps = np.array(epoch_ms, dtype="int64").astype("datetime64[ms]")
-    return [s + "Z" for s in np.datetime_as_string(stamps, unit="ms").tolist()]
+    distinct = list(dict.fromkeys(epoch_ms))
+    stamps = np.array(distinct, dtype="int64").astype("datetime64[ms]")
+    text = dict(zip(distinct, np.datetime_as_string(stamps, unit="ms").tolist(), strict=True))
+    return [text[t] + "Z" for t in epoch_ms]
 
 
 def to_points(rows: list[Row]) -> list[PricePoint]:
     times = iso_times([r[0] for r in rows])
-    return [{"price": r[2], "time": t, "exchange": r[1]} for r, t in zip(rows, times, strict=True)]
+    return [{"price": r[1], "time": t, "exchange": r[2]} for r, t in zip(rows, times, strict=True)]
 
 
 def encode_points(rows: list[Row]) -> bytes:

@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator, Mapping
 
 from federation.exceptions import ShardError
 from federation.influx import InfluxClient
-from federation.merge import Row, rows_from_series
+from federation.merge import ORDER, Row, rows_from_series
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class MergedPrices:
         *,
         shard_timeout: float,
         deadline_s: float,
-        chunk_size: int = 10_000,
+        chunk_size: int = 2_000,
     ) -> None:
         self._sources = {
             name: _shard_rows(client, query, chunk_size) for name, client in clients.items()
@@ -104,12 +104,13 @@ class MergedPrices:
             if cut:
                 taken.extend(buffer[:cut])
                 del buffer[:cut]
-        taken.sort(key=lambda r: (r[0], r[1]))
+        taken.sort(key=ORDER)
         out: list[Row] = []
         last: tuple[int, str] | None = None
         for row in taken:
-            if (row[0], row[1]) != last:
-                last = (row[0], row[1])
+            key = ORDER(row)
+            if key != last:
+                last = key
                 out.append(row)
         self.rows += len(out)
         return out

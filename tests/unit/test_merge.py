@@ -6,35 +6,38 @@ from federation.merge import encode_points, iso_times, rows_from_series, to_poin
 from federation.types import Series
 
 
-def answer(*rows: tuple[int, float | None, str]) -> list[Series]:
-    return [
-        {
-            "name": "price",
-            "columns": ["time", "price", "exchange"],
-            "values": [list(r) for r in rows],
-        }
-    ]
+def answer(
+    *rows: tuple[int, float, str], columns: tuple[str, ...] = ("time", "price", "exchange")
+) -> list[Series]:
+    index = [("time", "price", "exchange").index(c) for c in columns]
+    values = [[r[i] for i in index] for r in rows]
+    return [{"name": "price", "columns": list(columns), "values": values}]
 
 
 def test_rows_are_ordered_by_time_then_exchange() -> None:
     rows = rows_from_series(answer((2000, 2.0, "a"), (1000, 1.0, "b"), (1000, 1.5, "a")))
-    assert [(t, e) for t, e, _ in rows] == [(1000, "a"), (1000, "b"), (2000, "a")]
+    assert [(t, e) for t, _, e in rows] == [(1000, "a"), (1000, "b"), (2000, "a")]
 
 
-def test_rows_skip_null_prices() -> None:
-    assert rows_from_series(answer((1000, None, "a"), (2000, 2.0, "a"))) == [(2000, "a", 2.0)]
+def test_rows_follow_columns_in_any_order() -> None:
+    rows = rows_from_series(answer((1000, 1.5, "a"), columns=("exchange", "time", "price")))
+    assert rows == [[1000, 1.5, "a"]]
 
 
 def test_iso_times_have_milliseconds_and_z() -> None:
-    assert iso_times([1665451202951, 0]) == ["2022-10-11T01:20:02.951Z", "1970-01-01T00:00:00.000Z"]
+    assert iso_times([1665451202951, 0, 1665451202951]) == [
+        "2022-10-11T01:20:02.951Z",
+        "1970-01-01T00:00:00.000Z",
+        "2022-10-11T01:20:02.951Z",
+    ]
 
 
 def test_points_have_the_original_shape() -> None:
-    assert to_points([(1665451202951, "binance-us", 19062.76)]) == [
+    assert to_points([[1665451202951, 19062.76, "binance-us"]]) == [
         {"price": 19062.76, "time": "2022-10-11T01:20:02.951Z", "exchange": "binance-us"}
     ]
 
 
 def test_encoded_points_splice_into_an_array() -> None:
-    rows = [(0, "a", 1.5), (1000, "b", 2.5)]
+    rows = [[0, 1.5, "a"], [1000, 1e-05, 'we"ird']]
     assert orjson.loads(b"[" + encode_points(rows) + b"]") == to_points(rows)

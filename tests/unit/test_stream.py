@@ -17,8 +17,14 @@ Rows = list[tuple[int, float, str]]
 
 
 def chunk(rows: Rows) -> bytes:
-    series = [{"name": "price", "columns": ["time", "price", "exchange"],
-               "values": [list(r) for r in rows], "partial": True}]
+    series = [
+        {
+            "name": "price",
+            "columns": ["time", "price", "exchange"],
+            "values": [list(r) for r in rows],
+            "partial": True,
+        }
+    ]
     return orjson.dumps({"results": [{"statement_id": 0, "series": series}]}) + b"\n"
 
 
@@ -38,12 +44,13 @@ def shard(
 
 async def merge(transports: dict[str, httpx.MockTransport]) -> tuple[Rows, dict[str, str]]:
     clients = {
-        name: InfluxClient(Shard(name, f"http://{name}"), httpx.AsyncClient(transport=t), "db",
-                           headers={})
+        name: InfluxClient(
+            Shard(name, f"http://{name}"), httpx.AsyncClient(transport=t), "db", headers={}
+        )
         for name, t in transports.items()
     }
     merged = MergedPrices(clients, "SELECT 1", shard_timeout=0.3, deadline_s=2)
-    rows = [(t, p, e) for batch in [b async for b in merged.batches()] for t, e, p in batch]
+    rows = [(t, p, e) for batch in [b async for b in merged.batches()] for t, p, e in batch]
     return rows, merged.missing
 
 
@@ -54,7 +61,14 @@ B = [[(1, 1.0, "b"), (2, 2.0, "b")], [(3, 3.0, "b"), (6, 6.0, "b")]]
 async def test_merge_interleaves_chunks_in_time_order() -> None:
     rows, missing = await merge({"s1": shard(A), "s2": shard(B)})
     assert [(t, e) for t, _, e in rows] == [
-        (1, "a"), (1, "b"), (2, "b"), (3, "a"), (3, "b"), (5, "a"), (6, "b")]
+        (1, "a"),
+        (1, "b"),
+        (2, "b"),
+        (3, "a"),
+        (3, "b"),
+        (5, "a"),
+        (6, "b"),
+    ]
     assert missing == {}
 
 
