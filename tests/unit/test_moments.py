@@ -11,8 +11,9 @@ from federation.types import Series
 def partial(values: np.ndarray, exchange: str = "x", pair: str = "p") -> pd.DataFrame:
     n = len(values)
     m2 = float(((values - values.mean()) ** 2).sum()) if n else 0.0
-    return pd.DataFrame({"exchange": [exchange], "pair": [pair], "n": [n],
-                         "mean": [values.mean()], "m2": [m2]})
+    return pd.DataFrame(
+        {"exchange": [exchange], "pair": [pair], "n": [n], "mean": [values.mean()], "m2": [m2]}
+    )
 
 
 @pytest.mark.parametrize("cuts", [[1], [10, 11, 500], [3, 700, 998]], ids=["one", "three", "edges"])
@@ -34,9 +35,14 @@ def test_combine_keeps_series_apart() -> None:
 
 
 def test_from_series_counts_replicas_once() -> None:
-    series: list[Series] = [{"name": "price", "tags": {"exchange": "x", "pair": "p"},
-                             "columns": ["time", "count", "mean", "stddev"],
-                             "values": [[0, 2, 2.0, 1.4142135623730951]]}]
+    series: list[Series] = [
+        {
+            "name": "price",
+            "tags": {"exchange": "x", "pair": "p"},
+            "columns": ["time", "count", "mean", "stddev"],
+            "values": [[0, 2, 2.0, 1.4142135623730951]],
+        }
+    ]
     frame = from_series([series, series])
     assert len(frame) == 1
     assert frame["m2"][0] == pytest.approx(2.0)
