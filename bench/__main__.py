@@ -11,10 +11,15 @@ SUITES = ("ingest", "query")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
-    parser.add_argument("suites", nargs="*", default=list(SUITES),
-                        help=f"which benchmarks, of {', '.join(SUITES)} (default: all)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller data sets, to check the benchmark itself runs")
+    parser.add_argument(
+        "suites",
+        nargs="*",
+        default=list(SUITES),
+        help=f"which benchmarks, of {', '.join(SUITES)} (default: all)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller data sets, to check the benchmark itself runs"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.suites) - set(SUITES))
     if unknown:

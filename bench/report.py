@@ -15,5 +15,7 @@ def write_section(name: str, markdown: str) -> None:
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     block = f"{start}\n{markdown.strip()}\n{end}"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text + "\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text + "\n" + block + "\n"
+    )
     DOC.write_text(text)

@@ -1,44 +1,74 @@
-"""The tick loop: a snapshot of every series per tick, written to its owning shards.
+"""The tick loop: a snapshot of every series per tick, validated, written to its shards.
 
-Ticks fall on multiples of the interval (wall clock), so two ingesters with the same
-interval stamp the same times. A tick never overlaps the next: when one runs longer
-than the interval, the ticks it ran into are skipped (and counted), and the loop waits
-for the next boundary still ahead. Before ticking, a backfill fills the window the
-shards do not hold yet (the simulated source's last 24 h on a fresh cluster).
+The tick rule. Ticks fall on multiples of the interval (wall clock), so two ingesters
+with the same interval ask at the same moments. A tick never overlaps the next: when
+one runs past the next boundary (a slow source, a slow shard), the boundaries it ran
+into are skipped, counted and logged, and the loop waits for the next boundary still
+ahead; nothing is ever written twice for being late. The source's fetch is bounded by
+one interval, so a hung source costs at most one tick.
+
+The time written is the source's own time where it gives one (ccxt tickers carry the
+exchange's timestamp); rows without one get the tick's boundary time. Before ticking,
+a backfill fills the window the shards do not hold yet (the simulated source's history).
+After each tick's frame is written or spooled, every observer is called with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 import pandas as pd
 
-from federation.exceptions import ShardError
+from federation.exceptions import ShardError, SourceError
 from federation.influx import InfluxClient
 from federation.influxql import MEASUREMENT, quote_ident
+from ingest.source import Snapshot, Source, validate
 from ingest.writer import ShardWriter, WriteReport
 
 log = logging.getLogger(__name__)
 
+Observer = Callable[[pd.DataFrame], Awaitable[None]]
+MAX_INTERVAL_S = 86_400.0
 
-class Source(Protocol):
+
+class HistorySource(Protocol):
+    def history(self, start_ms: int, end_ms: int, step_ms: int = ...) -> Iterator[pd.DataFrame]: ...
+
+
+class _SyncSource(Protocol):
     def snapshot(self, time_ms: int) -> pd.DataFrame: ...
 
 
-class HistorySource(Source, Protocol):
-    def history(self, start_ms: int, end_ms: int, step_ms: int = ...) -> Iterator[pd.DataFrame]: ...
+class _Wrapped:
+    """A source whose ``snapshot`` returns a frame directly (the simulated market)."""
+
+    def __init__(self, inner: _SyncSource) -> None:
+        self.inner = inner
+        self.name = type(inner).__name__
+
+    async def snapshot(self, tick_ms: int) -> Snapshot:
+        return Snapshot(self.inner.snapshot(tick_ms))
+
+    async def aclose(self) -> None:
+        return None
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def ensure_databases(clients: Mapping[str, InfluxClient], timeout_s: float = 60.0) -> None:
-    """Create the database on every shard (idempotent), waiting for shards still starting."""
+async def ensure_databases(
+    clients: Mapping[str, InfluxClient], timeout_s: float = 60.0, *, required: bool = True
+) -> None:
+    """Create the database on every shard (idempotent), waiting for shards still starting.
+    A shard still failing after ``timeout_s`` raises, unless not ``required`` (with a
+    spool, its batches wait on disk and the drainer creates the database first)."""
 
     async def one(client: InfluxClient) -> None:
         deadline = time.monotonic() + timeout_s
@@ -48,7 +78,10 @@ async def ensure_databases(clients: Mapping[str, InfluxClient], timeout_s: float
                 return
             except ShardError as exc:
                 if time.monotonic() > deadline:
-                    raise
+                    if required:
+                        raise
+                    log.warning("%s; starting without it: its batches go to the spool", exc)
+                    return
                 log.info("waiting for %s: %s", client.name, exc)
                 await asyncio.sleep(1.0)
 
@@ -74,15 +107,33 @@ async def latest_point_ms(clients: Mapping[str, InfluxClient], window_s: int) ->
     return latest
 
 
+def _describe(problems: Counter[str]) -> str:
+    return ", ".join(f"{reason}: {count}" for reason, count in sorted(problems.items()))
+
+
 class Ingester:
-    def __init__(self, source: Source, writer: ShardWriter, interval_s: float = 60.0) -> None:
-        if interval_s < 1:
-            raise ValueError("interval must be at least 1 second")
-        self.source = source
+    def __init__(
+        self,
+        source: Source | _SyncSource | None,
+        writer: ShardWriter,
+        interval_s: float = 60.0,
+        observers: Sequence[Observer] = (),
+    ) -> None:
+        if not 1 <= interval_s <= MAX_INTERVAL_S:
+            raise ValueError(f"interval must be between 1 and {MAX_INTERVAL_S:.0f} seconds")
+        # None for an ingester that only replays files.
+        self.source: Source | None
+        if source is None or inspect.iscoroutinefunction(source.snapshot):
+            self.source = source  # type: ignore[assignment]
+        else:
+            self.source = _Wrapped(source)
         self.writer = writer
         self.interval_ms = round(interval_s * 1000)
+        self.observers = tuple(observers)
         self.ticks = 0
         self.skipped_ticks = 0
+        self.source_errors: Counter[str] = Counter()  # ticks the source gave nothing, by reason
+        self.problems: Counter[str] = Counter()  # rows left out, by reason
         self.total = WriteReport()
 
     async def backfill(
@@ -96,48 +147,128 @@ class Ingester:
         for chunk in source.history(start_ms, end_ms, step_ms):
             report.merge(await self.writer.write(chunk))
             done_steps += chunk["time"].nunique()
-            rate = report.points / max(time.perf_counter() - started, 1e-9)
+            rate = (report.points + sum(report.spooled.values())) / max(
+                time.perf_counter() - started, 1e-9
+            )
             log.info(
-                "backfill %3.0f%%: %d of %d minutes, %d points written (%.0f points/s)%s",
+                "backfill %3.0f%%: %d of %d minutes, %d points written (%.0f points/s)%s%s",
                 100 * done_steps / max(expected, 1),
                 done_steps,
                 expected,
                 report.points,
                 rate,
+                f", {sum(report.spooled.values())} spooled" if report.spooled else "",
                 f", {sum(report.failed.values())} not stored" if report.failed else "",
             )
         self.total.merge(report)
         return report
 
+    async def replay(self, frames: AsyncIterator[Snapshot], total_rows: int) -> WriteReport:
+        """Write a recorded feed (``ingest.replay``) frame by frame, with progress; each
+        frame is validated like a tick's (the recorded times are kept) and observed."""
+        report = WriteReport()
+        done, last_log, started = 0, 0.0, time.perf_counter()
+        async for snapshot in frames:
+            problems = snapshot.problems.copy()
+            frame = validate(snapshot.rows, None, problems, max_future_ms=None)
+            self.problems.update(problems)
+            report.merge(await self.writer.write(frame))
+            await self._observe(frame)
+            done += len(snapshot.rows) + sum(snapshot.problems.values())
+            elapsed = time.perf_counter() - started
+            if elapsed - last_log >= 2 or done >= total_rows:
+                last_log = elapsed
+                log.info(
+                    "replay %3.0f%%: %d of %d rows, %d points written, %d spooled,"
+                    " %d left out (%.0f rows/s)",
+                    100 * done / max(total_rows, 1),
+                    done,
+                    total_rows,
+                    report.points,
+                    sum(report.spooled.values()),
+                    sum(self.problems.values()),
+                    done / max(elapsed, 1e-9),
+                )
+                self._spool_status()
+        self.total.merge(report)
+        return report
+
     async def tick(self, time_ms: int) -> WriteReport:
+        if self.source is None:
+            raise RuntimeError("this ingester has no source to tick from")
         started = time.perf_counter()
-        frame = self.source.snapshot(time_ms)
+        stamp = pd.Timestamp(time_ms, unit="ms")
+        try:
+            snapshot = await asyncio.wait_for(
+                self.source.snapshot(time_ms), timeout=self.interval_ms / 1000
+            )
+        except SourceError as exc:
+            self.ticks += 1
+            self.source_errors[exc.reason] += 1
+            log.error("tick %s: nothing written: %s", stamp, exc)
+            return WriteReport()
+        except TimeoutError:
+            self.ticks += 1
+            self.source_errors["timeout"] += 1
+            log.error("tick %s: the source did not answer within the interval", stamp)
+            return WriteReport()
+        problems = snapshot.problems.copy()
+        frame = validate(snapshot.rows, time_ms, problems)
         report = await self.writer.write(frame)
         self.ticks += 1
         self.total.merge(report)
+        self.problems.update(problems)
+        await self._observe(frame)
         elapsed = time.perf_counter() - started
-        if report.failed:
+        spooled, failed = sum(report.spooled.values()), sum(report.failed.values())
+        if problems:
+            left_out = problems.total()
+            log.warning("tick %s: %d rows left out (%s)", stamp, left_out, _describe(problems))
+        if failed:
             log.error(
-                "tick %s: %d points stored, %d not stored: %s",
-                pd.Timestamp(time_ms, unit="ms"),
+                "tick %s: %d points stored, %d spooled, %d not stored: %s",
+                stamp,
                 report.points,
-                sum(report.failed.values()),
+                spooled,
+                failed,
                 "; ".join(report.errors.values()),
             )
         else:
             log.info(
-                "tick %s: %d points in %.3fs",
-                pd.Timestamp(time_ms, unit="ms"),
-                report.points,
+                "tick %s: %d points in %.3fs%s",
+                stamp,
+                report.points + spooled,
                 elapsed,
+                f" ({spooled} spooled)" if spooled else "",
             )
+        self._spool_status()
         return report
+
+    def _spool_status(self) -> None:
+        spool = self.writer.spool
+        if spool is None:
+            return
+        summary = spool.summary()
+        if summary:
+            log.warning("%s", summary)
+        spool.write_status()
+
+    async def _observe(self, frame: pd.DataFrame) -> None:
+        if not self.observers or frame.empty:
+            return
+        results = await asyncio.gather(
+            *(observer(frame) for observer in self.observers), return_exceptions=True
+        )
+        for observer, result in zip(self.observers, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("observer %r failed on a tick: %r", observer, result, exc_info=result)
 
     def next_boundary(self, after_ms: int) -> int:
         return (after_ms // self.interval_ms + 1) * self.interval_ms
 
     async def run(self, stop: asyncio.Event, max_ticks: int | None = None) -> None:
         """Tick on every interval boundary until ``stop`` is set (or ``max_ticks`` ran)."""
+        self.writer.resume()
         boundary = self.next_boundary(now_ms())
         while not stop.is_set() and (max_ticks is None or self.ticks < max_ticks):
             delay = (boundary - now_ms()) / 1000
@@ -152,5 +283,9 @@ class Ingester:
             missed = (following - boundary) // self.interval_ms - 1
             if missed > 0:
                 self.skipped_ticks += missed
-                log.warning("tick at %d ran past %d boundaries: skipped them", boundary, missed)
+                log.warning(
+                    "tick at %s ran past %d boundaries: skipped them",
+                    pd.Timestamp(boundary, unit="ms"),
+                    missed,
+                )
             boundary = following

@@ -1,0 +1,287 @@
+"""The tick loop (tick rule, source time, observers), row validation and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from federation.config import Shard, ShardMap
+from federation.exceptions import SourceError
+from federation.influx import InfluxClient
+from ingest.__main__ import parse_args
+from ingest.loop import Ingester
+from ingest.simulated import SimulatedMarket
+from ingest.source import Snapshot, now_ms, validate
+from ingest.writer import ShardWriter
+
+T0 = 1_700_000_000_000
+
+
+class Rows:
+    """A source answering fixed rows (or raising), recording the ticks it was asked for."""
+
+    name = "rows"
+
+    def __init__(self, rows: pd.DataFrame | Exception, delay_s: float = 0.0) -> None:
+        self.rows, self.delay_s, self.asked = rows, delay_s, list[int]()
+
+    async def snapshot(self, tick_ms: int) -> Snapshot:
+        self.asked.append(tick_ms)
+        await asyncio.sleep(self.delay_s)
+        if isinstance(self.rows, Exception):
+            raise self.rows
+        return Snapshot(self.rows.copy())
+
+    async def aclose(self) -> None:
+        return None
+
+
+def rows(**columns: list[object]) -> pd.DataFrame:
+    data: dict[str, list[object]] = {
+        "time": [np.nan, np.nan],
+        "exchange": ["kraken", "bitstamp"],
+        "pair": ["btcusd", "btcusd"],
+        "price": [19062.5, 19070.0],
+        "volume": [12.5, np.nan],
+    }
+    data.update(columns)
+    return pd.DataFrame(data)
+
+
+@pytest.fixture
+async def writer() -> AsyncIterator[tuple[ShardWriter, list[str]]]:
+    received: list[str] = []
+
+    def shard(request: httpx.Request) -> httpx.Response:
+        received.extend(request.content.decode().splitlines())
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(shard)) as http:
+        shard_map = ShardMap((Shard("shard-a", "http://a.test"),))
+        client = InfluxClient(shard_map.shards[0], http, "crypto", headers={})
+        yield ShardWriter(shard_map, {"shard-a": client}), received
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("exchange", "Kraken Pro", "bad_id"),
+        ("exchange", None, "bad_id"),
+        ("pair", "btc/usd", "bad_id"),
+        ("pair", "", "bad_id"),
+        ("price", "abc", "price_not_number"),
+        ("price", None, "price_not_number"),
+        ("price", float("inf"), "price_not_positive"),
+        ("price", -1.0, "price_not_positive"),
+        ("time", -5, "bad_time"),
+        ("time", T0 * 10, "bad_time"),
+    ],
+    ids=[
+        "exchange-space",
+        "exchange-none",
+        "pair-slash",
+        "pair-empty",
+        "price-text",
+        "price-none",
+        "price-inf",
+        "price-negative",
+        "time-negative",
+        "time-future",
+    ],
+)
+def test_validate_bad_row_counted_and_left_out(column: str, value: object, reason: str) -> None:
+    data = rows()
+    data[column] = data[column].astype(object)
+    data.loc[0, column] = value
+    problems: Counter[str] = Counter()
+    out = validate(data, T0, problems)
+    assert out["exchange"].tolist() == ["bitstamp"]
+    assert problems == {reason: 1}
+
+
+def test_validate_fills_missing_time_keeps_source_time() -> None:
+    out = validate(rows(time=[T0 - 5, np.nan]), T0, Counter())
+    assert out["time"].tolist() == [T0 - 5, T0]
+    assert out["time"].dtype == np.int64
+
+
+def test_validate_lowercases_ids() -> None:
+    out = validate(rows(exchange=["Kraken", "BITSTAMP"], pair=["BTCUSD", "btcusd"]), T0, Counter())
+    assert out["exchange"].tolist() == ["kraken", "bitstamp"]
+    assert set(out["pair"]) == {"btcusd"}
+
+
+def test_validate_negative_volume_drops_volume_only() -> None:
+    problems: Counter[str] = Counter()
+    out = validate(rows(volume=[-1.0, 3.0]), T0, problems)
+    assert out["price"].tolist() == [19062.5, 19070.0]
+    assert np.isnan(out["volume"][0])
+    assert problems == {"volume_invalid": 1}
+
+
+def test_validate_duplicate_keeps_last() -> None:
+    problems: Counter[str] = Counter()
+    data = rows(exchange=["kraken", "kraken"], price=[1.0, 2.0])
+    assert validate(data, T0, problems)["price"].tolist() == [2.0]
+    assert problems == {"duplicate": 1}
+
+
+def test_validate_same_series_at_two_times_both_kept() -> None:
+    problems: Counter[str] = Counter()
+    data = rows(exchange=["kraken", "kraken"], time=[T0 - 1000, T0])
+    assert len(validate(data, T0, problems)) == 2
+    assert not problems
+
+
+def test_validate_bad_row_never_shadows_good_duplicate() -> None:
+    problems: Counter[str] = Counter()
+    data = rows(exchange=["kraken", "kraken"], price=[1.0, "x"])
+    assert validate(data, T0, problems)["price"].tolist() == [1.0]
+    assert problems == {"price_not_number": 1}
+
+
+async def test_tick_writes_source_time_where_given(writer: tuple[ShardWriter, list[str]]) -> None:
+    shard_writer, received = writer
+    ingester = Ingester(Rows(rows(time=[T0 - 1234, np.nan])), shard_writer)
+    await ingester.tick(T0)
+    assert [line.rsplit(" ", 1)[1] for line in received] == [str(T0 - 1234), str(T0)]
+
+
+async def test_tick_source_error_counted_nothing_written(
+    writer: tuple[ShardWriter, list[str]],
+) -> None:
+    shard_writer, received = writer
+    ingester = Ingester(Rows(SourceError("rows", "http_500", "down")), shard_writer)
+    report = await ingester.tick(T0)
+    assert report.points == 0
+    assert received == []
+    assert ingester.source_errors == {"http_500": 1}
+
+
+async def test_tick_observers_get_validated_frame_after_write(
+    writer: tuple[ShardWriter, list[str]],
+) -> None:
+    shard_writer, received = writer
+    seen: list[tuple[int, int]] = []
+
+    async def observer(frame: pd.DataFrame) -> None:
+        seen.append((len(frame), len(received)))
+
+    ingester = Ingester(Rows(rows(price=[1.0, "x"])), shard_writer, observers=[observer])
+    await ingester.tick(T0)
+    assert seen == [(1, 1)]
+
+
+async def test_tick_failing_observer_logged_others_still_called(
+    writer: tuple[ShardWriter, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    called: list[str] = []
+
+    async def broken(frame: pd.DataFrame) -> None:
+        raise RuntimeError("detector bug")
+
+    async def fine(frame: pd.DataFrame) -> None:
+        called.append("fine")
+
+    ingester = Ingester(Rows(rows()), writer[0], observers=[broken, fine])
+    report = await ingester.tick(T0)
+    assert report.points == 2
+    assert called == ["fine"]
+    assert "detector bug" in caplog.text
+
+
+async def test_tick_accepts_sync_simulated_market(writer: tuple[ShardWriter, list[str]]) -> None:
+    ingester = Ingester(SimulatedMarket(series=30), writer[0])
+    assert (await ingester.tick(T0)).points == 30
+
+
+async def test_run_ticks_fall_on_interval_boundaries(
+    writer: tuple[ShardWriter, list[str]],
+) -> None:
+    source = Rows(rows())
+    ingester = Ingester(source, writer[0], interval_s=1)
+    await ingester.run(asyncio.Event(), max_ticks=2)
+    assert all(t % 1000 == 0 for t in source.asked)
+    assert source.asked[1] - source.asked[0] == 1000
+    assert ingester.skipped_ticks == 0
+
+
+async def test_run_slow_tick_skips_the_boundary_it_ran_into(
+    writer: tuple[ShardWriter, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    source = Rows(rows())
+
+    async def slow(frame: pd.DataFrame) -> None:
+        if len(source.asked) == 1:
+            await asyncio.sleep(1.1)
+
+    ingester = Ingester(source, writer[0], interval_s=1, observers=[slow])
+    await ingester.run(asyncio.Event(), max_ticks=2)
+    assert source.asked[1] - source.asked[0] == 2000
+    assert ingester.skipped_ticks == 1
+    assert "skipped" in caplog.text
+
+
+async def test_run_hung_source_costs_one_tick(writer: tuple[ShardWriter, list[str]]) -> None:
+    ingester = Ingester(Rows(rows(), delay_s=5), writer[0], interval_s=1)
+    started = now_ms()
+    await ingester.run(asyncio.Event(), max_ticks=1)
+    assert ingester.source_errors == {"timeout": 1}
+    assert now_ms() - started < 4000
+
+
+async def test_run_stops_when_asked(writer: tuple[ShardWriter, list[str]]) -> None:
+    stop = asyncio.Event()
+    stop.set()
+    ingester = Ingester(Rows(rows()), writer[0], interval_s=3600)
+    await ingester.run(stop)
+    assert ingester.ticks == 0
+
+
+@pytest.mark.parametrize("interval", [0.5, 86_401], ids=["too-short", "too-long"])
+def test_interval_out_of_range_raises(interval: float) -> None:
+    with pytest.raises(ValueError, match="interval must be between"):
+        Ingester(Rows(rows()), None, interval_s=interval)  # type: ignore[arg-type]
+
+
+def test_cli_defaults_are_what_make_run_expects() -> None:
+    args = parse_args(["--config", "x.yaml", "--log-level", "INFO", "--series", "7"])
+    assert (args.source, args.series, args.interval, args.backfill) == ("simulated", 7, 60.0, None)
+    assert args.spool_dir is None  # .spool beside the shard map
+    assert not args.no_spool
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--source", "cryptowatch"], "needs --url"),
+        (["--source", "ccxt"], "needs --exchanges"),
+        (["--source", "replay"], "needs --file"),
+        (["--interval", "0.5"], "between 1 and"),
+        (["--source", "ccxt", "--exchanges", "kraken", "--backfill=-1h"], "--source replay"),
+        (["--series", "0"], "--series"),
+        (["--spool-max-age", "forever"], "age like"),
+        (["--exchange-url", "kraken"], "EXCHANGE=http"),
+    ],
+    ids=["url", "exchanges", "file", "interval", "backfill", "series", "age", "exchange-url"],
+)
+def test_cli_bad_option_exits_naming_it(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_cli_help_lists_every_source(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    out = capsys.readouterr().out
+    for name in ("simulated", "cryptowatch", "ccxt", "replay", "--spool-dir"):
+        assert name in out
