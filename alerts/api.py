@@ -1,0 +1,269 @@
+"""The subscriptions API, mounted on the router before its ``/{pair}`` catch-all.
+
+POST   /alerts              subscribe: a webhook URL or an email address, optional pair,
+                            exchange, metric (price|volume), factor (default 3), window (1h)
+GET    /alerts              every subscription
+GET    /alerts/{id}         one subscription
+DELETE /alerts/{id}         unsubscribe (its pending alerts are dropped)
+GET    /alerts/{id}/events  its most recent alerts and their delivery state
+
+Bad input is a 400 naming the field (:class:`~federation.exceptions.BadParameter`), an
+unknown id a 404, both rendered by the router's one error handler.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import email_validator
+import httpx
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from alerts.detector import now_ms
+from alerts.netguard import NetworkGuard
+from alerts.settings import AlertSettings
+from alerts.store import AlertStore
+from alerts.types import NewSubscription, Subscription
+from federation.exceptions import BadParameter, NotFound, TargetRefused
+from federation.params import parse_id, reject_unknown
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+MAX_BODY = 16_384
+MAX_URL = 2048
+FACTOR_MAX = 1000.0
+WINDOW_MIN_S, WINDOW_MAX_S = 60, 86400
+EVENTS_LIMIT_MAX = 500
+_WINDOW_RE = re.compile(r"^-?([1-9][0-9]{0,5})([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+FIELDS = ("webhook", "email", "pair", "exchange", "metric", "factor", "window")
+
+
+@dataclass(frozen=True)
+class AlertsContext:
+    """What the endpoints need, opened and closed by the router's lifespan."""
+
+    store: AlertStore
+    guard: NetworkGuard
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: AlertSettings) -> AsyncIterator[AlertsContext]:
+        store = AlertStore(settings.db_url)  # connects on first use
+        try:
+            yield cls(store, NetworkGuard(settings.allow_networks))
+        finally:
+            await store.close()
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    webhook: str | None = None
+    email: str | None = None
+    pair: str | None = None
+    exchange: str | None = None
+    metric: Literal["price", "volume"] | None = None
+    factor: float = 3.0
+    window: str = "1h"
+
+
+def parse_window(text: str) -> int:
+    match = _WINDOW_RE.match(text)
+    if not match:
+        raise BadParameter(
+            f"window {text!r} is not a length like 30m, 1h or 1d", parameter="window"
+        )
+    seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
+    if not WINDOW_MIN_S <= seconds <= WINDOW_MAX_S or seconds % 60:
+        raise BadParameter(
+            f"window {text!r} must be whole minutes between 1m and 24h", parameter="window"
+        )
+    return seconds
+
+
+def parse_factor(value: float) -> float:
+    if not (math.isfinite(value) and 1.0 < value <= FACTOR_MAX):
+        raise BadParameter(
+            f"factor {value!r} must be a number above 1 and at most {FACTOR_MAX:g}",
+            parameter="factor",
+        )
+    return float(value)
+
+
+def parse_email(value: str) -> str:
+    try:
+        checked = email_validator.validate_email(value, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise BadParameter(f"email {value!r} is not valid: {exc}", parameter="email") from None
+    return str(checked.normalized)
+
+
+async def parse_webhook(value: str, guard: NetworkGuard) -> str:
+    if len(value) > MAX_URL:
+        raise BadParameter(f"webhook is longer than {MAX_URL} characters", parameter="webhook")
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise BadParameter(f"webhook {value!r} is not a URL: {exc}", parameter="webhook") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise BadParameter(
+            f"webhook {value!r} must be an http:// or https:// URL with a host",
+            parameter="webhook",
+        )
+    try:
+        await guard.resolve(url.host, url.port or (443 if url.scheme == "https" else 80))
+    except TargetRefused as exc:
+        raise BadParameter(f"webhook refused: {exc}", parameter="webhook") from None
+    return str(url)
+
+
+async def parse_subscription(raw: bytes, guard: NetworkGuard) -> NewSubscription:
+    if len(raw) > MAX_BODY:
+        raise BadParameter(f"the body is larger than {MAX_BODY} bytes", parameter="body")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadParameter(f"the body is not JSON: {exc}", parameter="body") from None
+    if not isinstance(data, dict):
+        raise BadParameter("the body must be a JSON object", parameter="body")
+    reject_unknown(data, FIELDS)
+    try:
+        body = _Body.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "body"
+        raise BadParameter(f"{field}: {error['msg']}", parameter=field) from None
+    if (body.webhook is None) == (body.email is None):
+        raise BadParameter("give exactly one of webhook and email", parameter="webhook")
+    return NewSubscription(
+        webhook=None if body.webhook is None else await parse_webhook(body.webhook, guard),
+        email=None if body.email is None else parse_email(body.email),
+        pair=None if body.pair is None else parse_id("pair", body.pair),
+        exchange=None if body.exchange is None else parse_id("exchange", body.exchange),
+        metric=body.metric,
+        factor=parse_factor(body.factor),
+        window_s=parse_window(body.window),
+    )
+
+
+def _context(request: Request) -> AlertsContext:
+    context: AlertsContext = request.app.state.alerts
+    return context
+
+
+async def _subscription(request: Request) -> Subscription:
+    sub_id = request.path_params["id"]
+    sub = await _context(request).store.get_subscription(sub_id) if _ID_RE.match(sub_id) else None
+    if sub is None:
+        raise NotFound(f"no alert subscription {sub_id!r}", parameter="id")
+    return sub
+
+
+def _json(content: Any, status_code: int = 200, **kwargs: Any) -> Response:
+    return Response(orjson.dumps(content), status_code, media_type="application/json", **kwargs)
+
+
+async def create(request: Request) -> Response:
+    """
+    requestBody:
+      content:
+        application/json:
+          example: {"webhook": "https://example.com/hook", "pair": "btcusd", "metric": "volume"}
+    responses:
+      201:
+        description: >
+          The subscription, with the secret that signs its webhook calls (shown only here).
+      400:
+        description: A field is malformed, or the webhook address is refused; the body names it.
+    """
+    reject_unknown(request.query_params, ())
+    context = _context(request)
+    new = await parse_subscription(await request.body(), context.guard)
+    sub = await context.store.create_subscription(new, now_ms())
+    return _json(sub.public(with_secret=True), 201, headers={"Location": f"/alerts/{sub.id}"})
+
+
+async def list_all(request: Request) -> Response:
+    """
+    responses:
+      200:
+        description: Every alert subscription (secrets are not shown).
+    """
+    reject_unknown(request.query_params, ())
+    subs = await _context(request).store.list_subscriptions()
+    return _json({"subscriptions": [s.public() for s in subs]})
+
+
+async def get_one(request: Request) -> Response:
+    """
+    responses:
+      200:
+        description: The subscription.
+      404:
+        description: No such subscription.
+    """
+    reject_unknown(request.query_params, ())
+    return _json((await _subscription(request)).public())
+
+
+async def delete(request: Request) -> Response:
+    """
+    responses:
+      204:
+        description: Unsubscribed; alerts not yet delivered are dropped.
+      404:
+        description: No such subscription.
+    """
+    reject_unknown(request.query_params, ())
+    sub = await _subscription(request)
+    await _context(request).store.delete_subscription(sub.id)
+    return Response(status_code=204)
+
+
+async def events(request: Request) -> Response:
+    """
+    parameters:
+      - {name: limit, in: query, schema: {type: integer, default: 50, maximum: 500}}
+    responses:
+      200:
+        description: >
+          The subscription's most recent alerts, newest first, each with its delivery
+          state (pending, delivered, failed), attempts and last error.
+      404:
+        description: No such subscription.
+    """
+    reject_unknown(request.query_params, ("limit",))
+    text = request.query_params.get("limit", "50")
+    if not text.isdigit() or not 1 <= int(text) <= EVENTS_LIMIT_MAX:
+        raise BadParameter(
+            f"limit must be a whole number from 1 to {EVENTS_LIMIT_MAX}", parameter="limit"
+        )
+    sub = await _subscription(request)
+    found = await _context(request).store.events_of(sub.id, int(text))
+    return _json({"subscription_id": sub.id, "events": [e.public() for e in found]})
+
+
+def _same(name: str, endpoint: Endpoint) -> Endpoint:
+    return endpoint
+
+
+def routes(wrap: Callable[[str, Endpoint], Endpoint] = _same) -> list[Route]:
+    """The endpoints; ``wrap`` (the router's metrics timer) is applied to each."""
+    return [
+        Route("/alerts", wrap("alerts_create", create), methods=["POST"]),
+        Route("/alerts", wrap("alerts_list", list_all), methods=["GET"]),
+        Route("/alerts/{id}", wrap("alerts_get", get_one), methods=["GET"]),
+        Route("/alerts/{id}", wrap("alerts_delete", delete), methods=["DELETE"]),
+        Route("/alerts/{id}/events", wrap("alerts_events", events), methods=["GET"]),
+    ]

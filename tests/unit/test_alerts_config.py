@@ -1,0 +1,94 @@
+"""Alerts settings, the webhook signature and the network guard."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from alerts.netguard import NetworkGuard
+from alerts.settings import AlertSettings, database_url, parse_networks
+from alerts.signing import signature, verify
+from federation.exceptions import ConfigError, TargetRefused
+
+NOW = 1_700_000_000
+
+
+def test_signature_verifies_with_the_secret() -> None:
+    header = signature("s3cret", b'{"a":1}', NOW)
+    assert verify("s3cret", b'{"a":1}', header, now=NOW + 10)
+
+
+@pytest.mark.parametrize(
+    ("secret", "body", "now"),
+    [("other", b'{"a":1}', NOW), ("s3cret", b'{"a":2}', NOW), ("s3cret", b'{"a":1}', NOW + 301)],
+    ids=["wrong-secret", "changed-body", "too-old"],
+)
+def test_signature_refuses_forgeries_and_replays(secret: str, body: bytes, now: int) -> None:
+    assert not verify(secret, body, signature("s3cret", b'{"a":1}', NOW), now=now)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.1",
+        "172.16.5.5",
+        "169.254.169.254",
+        "::1",
+        "fe80::1",
+        "::ffff:127.0.0.1",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+    ],
+)
+def test_guard_refuses_non_public_addresses(address: str) -> None:
+    with pytest.raises(TargetRefused):
+        NetworkGuard().check(ipaddress.ip_address(address))
+
+
+def test_guard_permits_public_and_allowed_addresses() -> None:
+    guard = NetworkGuard(parse_networks("127.0.0.1/32, 10.0.0.0/8"))
+    for address in ("93.184.216.34", "127.0.0.1", "10.9.9.9"):
+        guard.check(ipaddress.ip_address(address))
+
+
+async def test_guard_resolves_names_before_judging() -> None:
+    with pytest.raises(TargetRefused, match="loopback"):
+        await NetworkGuard().resolve("localhost", 80)
+
+
+@pytest.mark.parametrize(
+    ("env", "var"),
+    [
+        ({"ALERTS_ALLOW_NETWORKS": "10.0.0.0/33"}, "ALERTS_ALLOW_NETWORKS"),
+        ({"ALERTS_SMTP_PORT": "smtp"}, "ALERTS_SMTP_PORT"),
+        ({"ALERTS_DELIVERY_TIMEOUT": "0"}, "ALERTS_DELIVERY_TIMEOUT"),
+        ({"ALERTS_SMTP_STARTTLS": "maybe"}, "ALERTS_SMTP_STARTTLS"),
+        ({"ALERTS_DB": "mysql://db/alerts"}, "ALERTS_DB"),
+    ],
+    ids=["network", "port", "timeout", "starttls", "db-scheme"],
+)
+def test_bad_setting_names_the_variable(env: dict[str, str], var: str) -> None:
+    with pytest.raises(ConfigError, match=var):
+        AlertSettings.from_env(env)
+
+
+def test_database_defaults_beside_the_shard_map() -> None:
+    settings = AlertSettings.from_env({}, config_path="/etc/crypto/shards.yaml")
+    assert settings.db_url == "sqlite+aiosqlite:////etc/crypto/.alerts.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("given", "url"),
+    [
+        ("postgresql://u@db/alerts", "postgresql+asyncpg://u@db/alerts"),
+        ("postgres://u@db/alerts", "postgresql+asyncpg://u@db/alerts"),
+        ("sqlite:////var/alerts.db", "sqlite+aiosqlite:////var/alerts.db"),
+    ],
+    ids=["postgresql", "postgres", "sqlite-url"],
+)
+def test_database_urls_get_async_drivers(given: str, url: str) -> None:
+    assert database_url(given) == url
