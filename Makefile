@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system run test lint bench clean
+.PHONY: install system run test lint bench rebalance-plan rebalance clean
 
 install: system $(STAMP)
 
@@ -23,6 +23,14 @@ $(STAMP): pyproject.toml
 run: install
 	$(PY) -m federation stack
 
+# After editing shards.yaml: what would move (changes nothing), then the move itself,
+# against the shards the file names (the running local cluster by default).
+rebalance-plan: install
+	$(PY) -m federation rebalance --plan
+
+rebalance: install
+	$(PY) -m federation rebalance
+
 test: install
 	$(PY) -m pytest
 
@@ -31,8 +39,8 @@ bench: install
 	$(PY) -m bench
 
 lint: install
-	$(PY) -m ruff check federation ingest tests bench
-	$(PY) -m ruff format --check federation ingest tests bench
+	$(PY) -m ruff check federation ingest alerts tests bench
+	$(PY) -m ruff format --check federation ingest alerts tests bench
 	$(PY) -m mypy
 
 clean:

@@ -8,20 +8,35 @@ federation stack     local shards + ingester + router, until Ctrl-C (``make run`
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
+import httpx
 import uvicorn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from federation.config import load_shard_map
-from federation.exceptions import FederationError
+from federation.exceptions import ConfigError, FederationError
+from federation.influx import InfluxClient
+from federation.influxql import Duration
 from federation.localcluster import LocalCluster, _die_with_parent
 from federation.logs import setup_logging
+from federation.rebalance import Move, Rebalancer, format_plan
 
 log = logging.getLogger("federation")
 
@@ -40,6 +55,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve = commands.add_parser("serve", help="run the query router")
     cluster = commands.add_parser("cluster", help="run the local shards until Ctrl-C")
     stack = commands.add_parser("stack", help="run local shards, ingester and router")
+    rebalance = commands.add_parser(
+        "rebalance", help="move every misplaced pair to its owners, verified, resumable"
+    )
+    rebalance.add_argument(
+        "--plan",
+        action="store_true",
+        help="print which pairs move where, with point counts; change nothing",
+    )
+    rebalance.add_argument(
+        "--window",
+        default="6h",
+        help="copy each pair in time windows this long, e.g. 30m, 6h (default: %(default)s)",
+    )
     for sub in (serve, stack):
         sub.add_argument("--host", default="127.0.0.1")
         sub.add_argument("--port", type=int, default=8001)
@@ -86,6 +114,13 @@ def cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # an editor may be replacing the file right now
+        return None
+
+
 def stack(args: argparse.Namespace) -> int:
     stop = _Stop()
     shard_map = load_shard_map(args.config)
@@ -113,7 +148,7 @@ def stack(args: argparse.Namespace) -> int:
             str(args.port),
         ],
     }
-    with LocalCluster(shard_map, root=args.data_dir):
+    with LocalCluster(shard_map, root=args.data_dir) as local:
         children = {
             name: subprocess.Popen(cmd, preexec_fn=_die_with_parent)
             for name, cmd in commands.items()
@@ -126,8 +161,16 @@ def stack(args: argparse.Namespace) -> int:
             args.port,
         )
         exit_code = 0
+        config = Path(args.config)
+        seen = _mtime(config)
         try:
             while not stop.requested:
+                if _mtime(config) != seen:  # the router and ingester reload it too
+                    seen = _mtime(config)
+                    with contextlib.suppress(FederationError):  # they log what is wrong
+                        started = local.ensure(load_shard_map(config))
+                        if started:
+                            log.info("started local shards %s for the new map", started)
                 for name, child in children.items():
                     if child.poll() is not None:
                         log.error("%s exited with %d: stopping the stack", name, child.returncode)
@@ -149,11 +192,56 @@ def stack(args: argparse.Namespace) -> int:
     return exit_code
 
 
+async def _rebalance(args: argparse.Namespace) -> int:
+    shard_map = load_shard_map(args.config)
+    try:
+        window = Duration.parse("-" + args.window.lstrip("-"))
+    except ValueError as exc:
+        raise ConfigError(f"--window: {exc}") from None
+    async with httpx.AsyncClient() as http:
+        clients = {
+            s.name: InfluxClient(s, http, shard_map.database, timeout=120.0)
+            for s in shard_map.shards
+        }
+        rebalancer = Rebalancer(shard_map, clients, window_ns=window.seconds * 1_000_000_000)
+        moves = await rebalancer.plan()
+        print(format_plan(moves, shard_map))
+        if args.plan or not moves:
+            return 0
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ) as progress:
+            pairs = progress.add_task("pairs", total=len(moves))
+            points = progress.add_task("points", total=sum(m.points for m in moves))
+
+            def advance(move: Move) -> None:
+                progress.advance(pairs)
+                progress.advance(points, move.points)
+
+            report = await rebalancer.run(moves, progress=advance)
+        print(
+            f"moved {len(report.moved)} pairs ({report.points:,} points), verified and "
+            f"deleted from their old shards; {len(report.failed)} failed"
+        )
+        for where, why in report.failed.items():
+            print(f"  {where}: {why}")
+        return 1 if report.failed else 0
+
+
+def rebalance(args: argparse.Namespace) -> int:
+    return asyncio.run(_rebalance(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
     try:
-        return {"serve": serve, "cluster": cluster, "stack": stack}[args.command](args)
+        command = {"serve": serve, "cluster": cluster, "stack": stack, "rebalance": rebalance}
+        return command[args.command](args)
     except FederationError as exc:
         log.error("%s", exc)
         return 2

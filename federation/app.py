@@ -1,8 +1,9 @@
 """The query router: a Starlette app over the federation of shards.
 
 Routes: ``GET /{pair}`` (the original service's endpoint), ``/health`` (the process
-lives), ``/ready`` (every shard answers ``/ping``), ``/shards``, ``/pairs``, ``/metrics``
-and ``/openapi.json``. The shared ``httpx.AsyncClient`` belongs to the lifespan.
+lives), ``/ready`` (every shard answers ``/ping``), ``/shards``, ``/pairs``, ``/metrics``,
+``/openapi.json`` and the alert subscriptions (``/alerts...``, from :mod:`alerts.api`).
+The shared ``httpx.AsyncClient`` and the alerts database belong to the lifespan.
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
+from alerts.api import AlertsContext
+from alerts.api import routes as alert_routes
+from alerts.settings import AlertSettings
 from federation import __version__
 from federation.config import ShardMap, load_shard_map
 from federation.exceptions import APIError
+from federation.mapwatch import MapWatcher
 from federation.metrics import RouterMetrics
 from federation.params import PairQuery, reject_unknown
 from federation.query import Federation
@@ -80,7 +85,11 @@ async def shards(request: Request) -> Response:
         description: The shard map in force and each shard's state, series and pairs.
     """
     reject_unknown(request.query_params, ())
-    return ORJSONResponse(await _federation(request).shard_status())
+    body = await _federation(request).shard_status()
+    watcher: MapWatcher | None = request.app.state.watcher
+    if watcher is not None:
+        body.update(watcher.status())
+    return ORJSONResponse(body)
 
 
 async def pairs(request: Request) -> Response:
@@ -172,16 +181,22 @@ def create_app(
     shard_map: ShardMap | None = None,
     settings: Settings | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    alerts: AlertSettings | None = None,
 ) -> Starlette:
     """The router. Without arguments: settings from the environment, the map from its file.
     ``transport`` replaces the network (tests inject faults with it)."""
     settings = settings or Settings.from_env()
+    alerts = alerts or AlertSettings.from_env(config_path=settings.config_path)
+    from_file = shard_map is None  # only a map read from its file is watched for changes
     shard_map = shard_map or load_shard_map(settings.config_path)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
-        async with httpx.AsyncClient(transport=transport, limits=limits) as http:
+        async with (
+            httpx.AsyncClient(transport=transport, limits=limits) as http,
+            AlertsContext.open(alerts) as app.state.alerts,
+        ):
             federation = Federation(
                 shard_map,
                 http,
@@ -190,19 +205,27 @@ def create_app(
             )
             app.state.federation = federation
             stop = asyncio.Event()
-            refresher = None
+            tasks = []
             if settings.rank_refresh_s:
                 federation.ranks = RankTable(
                     federation.gather_answers, refresh_s=settings.rank_refresh_s
                 )
-                refresher = asyncio.create_task(federation.ranks.run(stop))
+                tasks.append(asyncio.create_task(federation.ranks.run(stop)))
+            app.state.watcher = None
+            if from_file:
+                app.state.watcher = MapWatcher(
+                    settings.config_path,
+                    shard_map,
+                    federation.set_map,
+                    interval_s=settings.reload_check_s,
+                )
+                tasks.append(asyncio.create_task(app.state.watcher.run(stop)))
             log.info("router up: %d shards, map %s", len(shard_map.shards), shard_map.version)
             try:
                 yield
             finally:
                 stop.set()
-                if refresher is not None:
-                    await refresher
+                await asyncio.gather(*tasks)
 
     routes = [
         Route("/health", _timed("health", health)),
@@ -211,6 +234,7 @@ def create_app(
         Route("/pairs", _timed("pairs", pairs)),
         Route("/metrics", metrics, include_in_schema=False),
         Route("/openapi.json", openapi, include_in_schema=False),
+        *alert_routes(_timed),  # before the /{pair} catch-all
         Route("/{pair}", _timed("pair", pair)),
     ]
     app = Starlette(

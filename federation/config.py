@@ -31,10 +31,13 @@ _NAME_RE = re.compile(NAME_PATTERN)
 
 @dataclass(frozen=True)
 class Shard:
-    """One InfluxDB server. ``name`` is its stable identity: placement hashes the name."""
+    """One InfluxDB server. ``name`` is its stable identity: placement hashes the name.
+    A draining shard owns no pair: it is read, and a rebalance moves its data away, so it
+    can then leave the file."""
 
     name: str
     url: str
+    drain: bool = False
 
     @property
     def is_loopback(self) -> bool:
@@ -61,12 +64,13 @@ class ShardMap:
                 )
         _reject_duplicates("name", names)
         _reject_duplicates("url", [s.url.rstrip("/") for s in self.shards])
-        if not 1 <= self.replication <= len(self.shards):
+        owning = [s.name for s in self.shards if not s.drain]
+        if not 1 <= self.replication <= len(owning):
             raise ConfigError(
                 f"replication: {self.replication} is not between 1 and the number of shards "
-                f"({len(self.shards)}); fix: lower replication or add shards"
+                f"that are not draining ({len(owning)}); fix: lower replication or add shards"
             )
-        object.__setattr__(self, "ring", Ring(names))
+        object.__setattr__(self, "ring", Ring(owning))
 
     def by_name(self, name: str) -> Shard:
         for shard in self.shards:
@@ -82,7 +86,7 @@ class ShardMap:
     def version(self) -> str:
         """A short digest of the map in force, to tell two maps apart in logs and /shards."""
         text = f"{self.database}|{self.replication}|" + "|".join(
-            f"{s.name}={s.url}" for s in self.shards
+            f"{s.name}={s.url}{' drain' if s.drain else ''}" for s in self.shards
         )
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -102,6 +106,7 @@ class _ShardEntry(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     url: str
+    drain: bool = False
 
     @field_validator("url")
     @classmethod
@@ -130,6 +135,7 @@ _FIXES = {
     "missing": "required key is missing; fix: add it",
     "string_type": "must be a string; fix: quote the value",
     "int_type": "must be a whole number; fix: write e.g. 1",
+    "bool_type": "must be true or false; fix: write drain: true",
     "list_type": "must be a list; fix: write one '- name: ..., url: ...' entry per shard",
     "model_type": "must be a mapping of keys; fix: see the example in docs/operations.md",
     "string_pattern_mismatch": "does not match {pattern}; fix: use lowercase letters, digits,"
@@ -139,7 +145,7 @@ _FIXES = {
 }
 _ALLOWED = {
     "root": "database, replication, shards",
-    "shard": "name, url",
+    "shard": "name, url, drain",
 }
 
 
@@ -171,7 +177,7 @@ def parse_shard_map(data: Any, source: str = "shards.yaml") -> ShardMap:
         raise ConfigError("\n".join(lines)) from None
     try:
         return ShardMap(
-            shards=tuple(Shard(s.name, s.url) for s in parsed.shards),
+            shards=tuple(Shard(s.name, s.url, s.drain) for s in parsed.shards),
             database=parsed.database,
             replication=parsed.replication,
         )

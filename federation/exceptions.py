@@ -6,10 +6,14 @@ FederationError
 │   ├── BadParameter         400, names the parameter
 │   ├── NotFound             404
 │   └── ShardsUnavailable    503, strict mode with shards missing
-└── ShardError               carries .shard (the shard's name)
-    ├── ShardUnavailable     connect error, timeout, 5xx: worth retrying later
-    ├── ShardRejected        4xx on write/query (bad line, missing database): retrying is futile
-    └── QueryError           InfluxDB answered 200 with ``results[i].error``
+├── ShardError               carries .shard (the shard's name)
+│   ├── ShardUnavailable     connect error, timeout, 5xx: worth retrying later
+│   ├── ShardRejected        4xx on write/query (bad line, missing database): retrying is futile
+│   └── QueryError           InfluxDB answered 200 with ``results[i].error``
+├── SourceError              a price source gave nothing usable this tick; carries .source, .reason
+└── AlertsError              alert subscriptions and their deliveries
+    ├── TargetRefused        a webhook address in a refused network (private, loopback, ...)
+    └── DeliveryFailed       one delivery attempt failed; .permanent: retrying is futile
 """
 
 from __future__ import annotations
@@ -78,3 +82,30 @@ class ShardRejected(ShardError):
 
 class QueryError(ShardError):
     """InfluxDB reported an error inside a 200 answer (``results[i].error``)."""
+
+
+class SourceError(FederationError):
+    """A price source could not give a snapshot (HTTP error, rate limit, timeout, a body
+    that is not the expected shape); ``reason`` is a short key for counting."""
+
+    def __init__(self, source: str, reason: str, message: str) -> None:
+        super().__init__(f"source {source}: {message}")
+        self.source = source
+        self.reason = reason
+
+
+class AlertsError(FederationError):
+    """Base of the alerts feature's errors."""
+
+
+class TargetRefused(AlertsError):
+    """A webhook URL resolves to an address alerts may not be sent to (private, loopback,
+    link-local, ...) and no ``ALERTS_ALLOW_NETWORKS`` entry permits it."""
+
+
+class DeliveryFailed(AlertsError):
+    """One attempt to deliver an alert failed; retried later unless ``permanent``."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent

@@ -109,6 +109,20 @@ class LocalCluster:
             self.stop()
             raise
 
+    def ensure(self, shard_map: ShardMap, timeout: float = 60.0) -> list[str]:
+        """Start the loopback shards of a new map that are not running yet; their names.
+        Shards that left the map keep running until stop: they may still hold data."""
+        started = []
+        for shard in shard_map.shards:
+            if shard.is_loopback and shard.name not in self.shards:
+                self._refuse_foreign_server(shard)
+                local = self.shards[shard.name] = LocalShard(shard, self.root / shard.name)
+                self._spawn(find_influxd(), local)
+                self._wait_ready(local, timeout)
+                started.append(shard.name)
+        self.shard_map = shard_map
+        return started
+
     def start_shard(self, name: str, timeout: float = 60.0) -> None:
         local = self.shards[name]
         self._spawn(find_influxd(), local)

@@ -111,10 +111,28 @@ class Federation:
         self.deadline_s = deadline_s
         self.ranks: RankTable | None = None  # set when the rank is precomputed
         self.metrics = metrics or RouterMetrics()
-        self.clients = {
-            s.name: InfluxClient(s, http, shard_map.database, timeout=shard_timeout)
+        self._http = http
+        self.clients = self._clients_for(shard_map)
+
+    def _clients_for(self, shard_map: ShardMap) -> dict[str, InfluxClient]:
+        return {
+            s.name: InfluxClient(s, self._http, shard_map.database, timeout=self.shard_timeout)
             for s in shard_map.shards
         }
+
+    async def set_map(self, shard_map: ShardMap) -> None:
+        """Use a new shard map from now on; a new shard gets the database first."""
+        clients = self._clients_for(shard_map)
+        fresh = [c for name, c in clients.items() if name not in self.clients]
+        results = await asyncio.gather(
+            *(c.create_database() for c in fresh), return_exceptions=True
+        )
+        for client, result in zip(fresh, results, strict=True):
+            if isinstance(result, Exception):
+                log.warning(
+                    "could not create the database on new shard %s yet: %s", client.name, result
+                )
+        self.shard_map, self.clients = shard_map, clients
 
     async def gather(
         self,
@@ -257,7 +275,7 @@ class Federation:
         found = await self.gather(status)
         shards = []
         for shard in self.shard_map.shards:
-            entry: dict[str, Any] = {"name": shard.name, "url": shard.url}
+            entry: dict[str, Any] = {"name": shard.name, "url": shard.url, "drain": shard.drain}
             if shard.name in found.answers:
                 entry.update(found.answers[shard.name])
             else:

@@ -32,6 +32,7 @@ class Settings:
     shard_timeout: float = 10.0  # seconds one shard may take for one query (or one chunk)
     deadline_s: float = 30.0  # seconds a whole answer may take; later shards are missing
     rank_refresh_s: float = 60.0  # how often the rank table is rebuilt; 0: rank per request
+    reload_check_s: float = 5.0  # how often shards.yaml is checked for changes (and on SIGHUP)
     # The longest window a query may ask for (Duration is frozen: sharing it is safe).
     max_duration: Duration = Duration(30, "d")  # noqa: RUF009
 
@@ -55,5 +56,8 @@ class Settings:
             ),
             deadline_s=_seconds(env, "FEDERATION_DEADLINE", defaults.deadline_s, 0.01, 3600),
             rank_refresh_s=refresh,
+            reload_check_s=_seconds(
+                env, "FEDERATION_RELOAD_CHECK", defaults.reload_check_s, 0.1, 3600
+            ),
             max_duration=max_duration,
         )

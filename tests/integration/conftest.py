@@ -59,3 +59,10 @@ async def clients_for(shard_map: ShardMap, http: httpx.AsyncClient) -> dict[str,
     clients = {s.name: InfluxClient(s, http, shard_map.database) for s in shard_map.shards}
     await ensure_databases(clients, timeout_s=10)
     return clients
+
+
+@pytest.fixture(scope="session")
+def cluster4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Four shards, for growing a three-shard map by one."""
+    with make_cluster(tmp_path_factory.mktemp("cluster4"), 4) as local:
+        yield local

@@ -6,6 +6,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from federation.config import ShardMap
 from federation.localcluster import LocalCluster
 from ingest.loop import Ingester, latest_point_ms, now_ms
 from ingest.simulated import SimulatedMarket
@@ -77,3 +78,20 @@ async def test_write_to_stopped_shard_reports_points_not_stored(
     assert report.failed["shard-b"] > 0
     assert "shard-b" in report.errors
     assert report.points + report.failed["shard-b"] == 50
+
+
+async def test_writer_follows_a_new_map_from_the_next_frame(
+    cluster4: LocalCluster, http: httpx.AsyncClient
+) -> None:
+    grown = shard_map_for(cluster4)
+    old = ShardMap(grown.shards[:3], database=grown.database)
+    clients = await clients_for(grown, http)
+    writer = ShardWriter(old, {n: clients[n] for n in ("shard-a", "shard-b", "shard-c")})
+    market, tick = SimulatedMarket(series=80), now_ms() // 60_000 * 60_000
+    first = await writer.write(market.snapshot(tick - 60_000))
+    writer.set_map(grown, clients)
+    second = await writer.write(market.snapshot(tick))
+    assert "shard-d" not in first.written
+    assert second.written["shard-d"] == sum(
+        grown.owners(p) == ["shard-d"] for p in market.universe.pair
+    )

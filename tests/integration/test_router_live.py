@@ -205,3 +205,22 @@ async def test_shard_down_gives_partial_answer_naming_it(
         strict = await client.get("/btcusd", params={"strict": "true"})
     assert (body["partial"], body["missing_shards"], body["prices"]) == (True, [down], [])
     assert strict.status_code == 503
+
+
+@pytest.mark.parametrize("precomputed", [False, True], ids=["live-rank", "rank-table"])
+async def test_replication_two_with_a_shard_down_changes_no_answer(
+    own_cluster: LocalCluster, http: httpx.AsyncClient, precomputed: bool
+) -> None:
+    async with loaded(own_cluster, http, replication=2, precomputed=precomputed) as (
+        client,
+        raw,
+        _,
+    ):
+        before = (await client.get("/btcusd")).json()
+        own_cluster.stop_shard("shard-a")
+        if precomputed:
+            await client._transport.app.state.federation.ranks.refresh()  # type: ignore[attr-defined]
+        after = (await client.get("/btcusd")).json()
+    assert (after["partial"], after["missing_shards"]) == (False, [])
+    assert (after["rank"], after["prices"]) == (before["rank"], before["prices"])
+    assert len(after["prices"]) == int((raw.pair == "btcusd").sum())
