@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -89,7 +90,20 @@ async def shards(request: Request) -> Response:
     watcher: MapWatcher | None = request.app.state.watcher
     if watcher is not None:
         body.update(watcher.status())
+    settings: Settings = request.app.state.settings
+    spool = Path(settings.spool_dir or Path(settings.config_path).parent / ".spool")
+    for shard in body["shards"]:
+        shard["spool"] = _spool_status(spool / shard["name"] / "status.json")
     return ORJSONResponse(body)
+
+
+def _spool_status(path: Path) -> dict[str, Any] | None:
+    """What an ingester on this host says of its spool for one shard (None: no spool here)."""
+    try:
+        status: dict[str, Any] = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return status
 
 
 async def pairs(request: Request) -> Response:

@@ -33,6 +33,7 @@ class Settings:
     deadline_s: float = 30.0  # seconds a whole answer may take; later shards are missing
     rank_refresh_s: float = 60.0  # how often the rank table is rebuilt; 0: rank per request
     reload_check_s: float = 5.0  # how often shards.yaml is checked for changes (and on SIGHUP)
+    spool_dir: str | None = None  # the ingester's spool on this host; default: .spool by the map
     # The longest window a query may ask for (Duration is frozen: sharing it is safe).
     max_duration: Duration = Duration(30, "d")  # noqa: RUF009
 
@@ -51,6 +52,7 @@ class Settings:
             raise ConfigError("FEDERATION_RANK_REFRESH: below 1 second; fix: 0 (off) or at least 1")
         return cls(
             config_path=env.get("FEDERATION_CONFIG", defaults.config_path),
+            spool_dir=env.get("FEDERATION_SPOOL_DIR"),
             shard_timeout=_seconds(
                 env, "FEDERATION_SHARD_TIMEOUT", defaults.shard_timeout, 0.01, 600
             ),

@@ -36,6 +36,8 @@ def test_stack_serves_btcusd_then_stops_cleanly(tmp_path: Path) -> None:
         with config.open("a") as file:
             file.write(f"  - {{name: shard-d, url: 'http://127.0.0.1:{free_port()}'}}\n")
         shards = wait_for_shards(f"http://127.0.0.1:{port}/shards", 4, timeout=60)
+        # The router and the ingester each check the file on their own: wait for both.
+        reloads = wait_for_log(tmp_path / "stack.log", f"-> {shards['map_version']}", 2, 30)
         influxds = [
             p for p in psutil.Process(stack.pid).children(recursive=True) if p.name() == "influxd"
         ]
@@ -46,8 +48,7 @@ def test_stack_serves_btcusd_then_stops_cleanly(tmp_path: Path) -> None:
     assert body["rank"].split("/")[1] == "200"
     assert len(body["prices"]) > 1000
     assert all(s["up"] for s in shards["shards"])
-    log = (tmp_path / "stack.log").read_text()
-    assert log.count(f"-> {shards['map_version']}") == 2  # the router and the ingester
+    assert reloads == 2
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in influxds)
 
 
@@ -73,6 +74,13 @@ def start_stack(
         stderr=log_file,
         env=os.environ | {"PYTHONPATH": "."},
     )
+
+
+def wait_for_log(path: Path, text: str, count: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while (seen := path.read_text().count(text)) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return seen
 
 
 def wait_for_shards(url: str, count: int, timeout: float) -> dict[str, list[dict[str, object]]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -177,3 +178,18 @@ async def test_metrics_count_requests() -> None:
         await client.get("/btcusd")
         text = (await client.get("/metrics")).text
     assert 'federation_requests_total{route="pair",status="200"} 1.0' in text
+
+
+async def test_shards_show_the_spool_of_an_ingester_on_this_host(tmp_path: Path) -> None:
+    (tmp_path / "shard-b").mkdir()
+    (tmp_path / "shard-b" / "status.json").write_text('{"batches": 3, "points": 42}')
+    settings = Settings(rank_refresh_s=0, spool_dir=str(tmp_path))
+    app = create_app(ShardMap(SHARDS), settings, faulty(set()))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://router"
+        ) as client,
+    ):
+        shards = (await client.get("/shards")).json()["shards"]
+    assert [s["spool"] for s in shards] == [None, {"batches": 3, "points": 42}, None]
