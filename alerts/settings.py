@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from federation.exceptions import ConfigError
+from federation.settings import env_number
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -59,22 +60,6 @@ def database_url(value: str) -> str:
         f"ALERTS_DB: {scheme!r} databases are not supported; "
         "fix: use a file path (SQLite) or a postgresql:// URL"
     )
-
-
-def _number(env: Mapping[str, str], var: str, default: float, low: float, high: float) -> float:
-    text = env.get(var)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-        if not low <= value <= high:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(
-            f"{var}: {text!r} is not a number between {low:g} and {high:g}; "
-            f"fix: set e.g. {var}={default:g}"
-        ) from None
-    return value
 
 
 def _starttls(env: Mapping[str, str]) -> bool | None:
@@ -122,14 +107,14 @@ class AlertSettings:
             db_url=database_url(db),
             allow_networks=parse_networks(env.get("ALERTS_ALLOW_NETWORKS", "")),
             smtp_host=env.get("ALERTS_SMTP_HOST", "localhost"),
-            smtp_port=int(_number(env, "ALERTS_SMTP_PORT", 25, 1, 65535)),
+            smtp_port=int(env_number(env, "ALERTS_SMTP_PORT", 25, 1, 65535)),
             smtp_from=env.get("ALERTS_SMTP_FROM", "alerts@localhost"),
             smtp_username=env.get("ALERTS_SMTP_USERNAME") or None,
             smtp_password=env.get("ALERTS_SMTP_PASSWORD") or None,
             smtp_starttls=_starttls(env),
-            delivery_timeout_s=_number(env, "ALERTS_DELIVERY_TIMEOUT", 10.0, 0.1, 300),
-            retry_base_s=_number(env, "ALERTS_RETRY_BASE", 2.0, 0.01, 3600),
-            retry_max_s=_number(env, "ALERTS_RETRY_MAX", 300.0, 0.01, 86400),
-            give_up_after_s=_number(env, "ALERTS_GIVE_UP_AFTER", 86400.0, 1, 30 * 86400),
-            min_points=int(_number(env, "ALERTS_MIN_POINTS", 1, 1, 100_000)),
+            delivery_timeout_s=env_number(env, "ALERTS_DELIVERY_TIMEOUT", 10.0, 0.1, 300),
+            retry_base_s=env_number(env, "ALERTS_RETRY_BASE", 2.0, 0.01, 3600),
+            retry_max_s=env_number(env, "ALERTS_RETRY_MAX", 300.0, 0.01, 86400),
+            give_up_after_s=env_number(env, "ALERTS_GIVE_UP_AFTER", 86400.0, 1, 30 * 86400),
+            min_points=int(env_number(env, "ALERTS_MIN_POINTS", 1, 1, 100_000)),
         )

@@ -10,7 +10,9 @@ from federation.exceptions import ConfigError
 from federation.influxql import Duration
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+def env_number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """The number in environment variable ``name``, or ``default``; a ConfigError naming the
+    variable and the fix when it is not a number from ``low`` to ``high``."""
     text = env.get(name)
     if text is None:
         return default
@@ -20,7 +22,7 @@ def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high
         value = float("nan")
     if not low <= value <= high:
         raise ConfigError(
-            f"{name}: {text!r} is not a number of seconds from {low:g} to {high:g}; "
+            f"{name}: {text!r} is not a number from {low:g} to {high:g}; "
             f"fix: set e.g. {name}={default:g}"
         )
     return value
@@ -47,18 +49,18 @@ class Settings:
             raise ConfigError(
                 f"FEDERATION_MAX_DURATION: {exc}; fix: set e.g. FEDERATION_MAX_DURATION=-30d"
             ) from None
-        refresh = _seconds(env, "FEDERATION_RANK_REFRESH", defaults.rank_refresh_s, 0, 86400)
+        refresh = env_number(env, "FEDERATION_RANK_REFRESH", defaults.rank_refresh_s, 0, 86400)
         if 0 < refresh < 1:
             raise ConfigError("FEDERATION_RANK_REFRESH: below 1 second; fix: 0 (off) or at least 1")
         return cls(
             config_path=env.get("FEDERATION_CONFIG", defaults.config_path),
             spool_dir=env.get("FEDERATION_SPOOL_DIR"),
-            shard_timeout=_seconds(
+            shard_timeout=env_number(
                 env, "FEDERATION_SHARD_TIMEOUT", defaults.shard_timeout, 0.01, 600
             ),
-            deadline_s=_seconds(env, "FEDERATION_DEADLINE", defaults.deadline_s, 0.01, 3600),
+            deadline_s=env_number(env, "FEDERATION_DEADLINE", defaults.deadline_s, 0.01, 3600),
             rank_refresh_s=refresh,
-            reload_check_s=_seconds(
+            reload_check_s=env_number(
                 env, "FEDERATION_RELOAD_CHECK", defaults.reload_check_s, 0.1, 3600
             ),
             max_duration=max_duration,
