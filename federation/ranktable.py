@@ -4,10 +4,11 @@ tick by default).
 
 A window (t - W, t] splits into the closed hours inside it, read from memory, and at
 most two edges (the part of the oldest hour after t - W, and the current hour up to t),
-asked of the shards. So a refresh scans at most two hours of points per shard whatever
-the window, instead of the whole window on every request. A closed hour is asked once
-when it closes; one more held hour is asked again per refresh, in turn, so points that
-arrive late (a shard's spool replaying) are counted within ``keep_hours`` refreshes.
+asked of the shards. So a refresh reads the moments of at most two hours of points per
+shard whatever the window, instead of the whole window on every request. A closed hour
+is read once when it closes, and again only when the shards' point count of that hour
+has moved (one cheap COUNT per refresh tells): late points (a spool replaying, a
+backfill still running when the router started) are in the next table.
 
 Other windows up to ``keep_hours`` are built from the same hours on demand; longer ones
 fall back to one ``STDDEV`` query per shard. Either is cached until the next refresh,
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from federation import influxql, moments
-from federation.influxql import Duration
+from federation.influxql import MEASUREMENT, Duration, quote_ident
 from federation.rank import sort_table, table_from_series
 from federation.types import Series
 
@@ -50,6 +51,7 @@ class RankSnapshot:
 class _Hour:
     moments: pd.DataFrame
     missing: set[str]
+    count: int  # points on all shards when the moments were read
 
 
 def _cond(start: int, end: int, start_inclusive: bool, end_inclusive: bool) -> str:
@@ -75,7 +77,6 @@ class RankTable:
         self.refresh_s = refresh_s
         self.delay_s = delay_s  # after a tick boundary, so the tick's points are stored
         self._hours: dict[int, _Hour] = {}
-        self._verify_next = 0
         self.as_of: int | None = None
         self._cache: dict[int, asyncio.Future[RankSnapshot]] = {}
         self.last_refresh_s = 0.0
@@ -95,13 +96,15 @@ class RankTable:
         oldest = current - self.keep_hours * HOUR_MS
         for hour in [h for h in self._hours if h < oldest]:
             del self._hours[hour]
-        wanted = range(oldest, current, HOUR_MS)
-        stale = [h for h in wanted if h not in self._hours or self._hours[h].missing]
-        held = sorted(h for h in wanted if h not in stale)
-        if held:  # one held hour asked again per refresh, in turn: late points get in
-            stale.append(held[self._verify_next % len(held)])
-            self._verify_next += 1
-        await self._load_hours(sorted(set(stale)), current)
+        counts, counts_missing = await self._hour_counts(oldest, current)
+        stale = [
+            h
+            for h in range(oldest, current, HOUR_MS)
+            if h not in self._hours
+            or self._hours[h].missing
+            or (not counts_missing and self._hours[h].count != counts.get(h, 0))
+        ]
+        await self._load_hours(stale, current, counts)
         edges: dict[str, asyncio.Task[tuple[pd.DataFrame, set[str]]]] = {}
         snapshots = {w.seconds: await self._build(w.seconds * 1000, t, edges) for w in self.windows}
         self._cache = {}
@@ -118,7 +121,26 @@ class RankTable:
             len(self._hours),
         )
 
-    async def _load_hours(self, hours: list[int], current: int) -> None:
+    async def _hour_counts(self, start: int, end: int) -> tuple[dict[int, int], set[str]]:
+        """Points per hour on all shards together: an hour whose count moved since its
+        moments were read got late points (a spool replaying, a backfill) and is read again.
+        A COUNT is cheap: 0.4 s for 2.9M points here, where their STDDEV took 5.6 s."""
+        price = quote_ident("price")
+        answers, missing = await self._gather(
+            f"SELECT COUNT({price}) FROM {quote_ident(MEASUREMENT)} WHERE "
+            + _cond(start, end, True, False)
+            + " GROUP BY time(1h) fill(none)"
+        )
+        counts: dict[int, int] = {}
+        for answer in answers:
+            for series in answer[0]:
+                for hour, count in series["values"]:
+                    counts[hour] = counts.get(hour, 0) + count
+        return counts, missing
+
+    async def _load_hours(
+        self, hours: list[int], current: int, counts: dict[int, int] | None = None
+    ) -> None:
         """Ask for the moments of these closed hours, in runs of consecutive hours."""
         runs: list[list[int]] = []
         for hour in hours:
@@ -132,7 +154,8 @@ class RankTable:
             by_bucket = dict(tuple(frame.groupby("bucket"))) if not frame.empty else {}
             for hour in run:
                 part = by_bucket.get(hour, frame.iloc[0:0])
-                self._hours[hour] = _Hour(part, missing)
+                count = -1 if counts is None else counts.get(hour, 0)  # -1: check next time
+                self._hours[hour] = _Hour(part, missing, count)
 
     async def _build(
         self,
