@@ -34,7 +34,7 @@ from federation.config import load_shard_map
 from federation.exceptions import ConfigError, FederationError
 from federation.influx import InfluxClient
 from federation.influxql import Duration
-from federation.localcluster import LocalCluster, _die_with_parent
+from federation.localcluster import LocalCluster, die_with_parent
 from federation.logs import setup_logging
 from federation.rebalance import Move, Rebalancer, format_plan
 
@@ -150,7 +150,7 @@ def stack(args: argparse.Namespace) -> int:
     }
     with LocalCluster(shard_map, root=args.data_dir) as local:
         children = {
-            name: subprocess.Popen(cmd, preexec_fn=_die_with_parent)
+            name: subprocess.Popen(cmd, preexec_fn=die_with_parent)
             for name, cmd in commands.items()
         }
         log.info(

@@ -50,7 +50,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Ask Linux to SIGTERM the child when this process dies, even by SIGKILL, so a
     # crashed supervisor never leaves influxd behind.
     with contextlib.suppress(OSError, AttributeError):
@@ -178,7 +178,7 @@ class LocalCluster:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C goes to the supervisor, which stops us in order
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         log.info(
             "started influxd for %s at %s (pid %d)",
