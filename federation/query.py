@@ -10,6 +10,7 @@ shards are (fewer cannot hide every copy of any series).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
@@ -174,6 +175,11 @@ class Federation:
 
     async def _rank(self, q: PairQuery) -> tuple[tuple[int, int] | None, int | None, set[str]]:
         """(rank, as-of time when precomputed, shards whose absence may change it)."""
+        if self.ranks is not None and not self.ranks.tried.is_set():
+            # The first table is being built: sharing it beats a full scan per request.
+            # If it fails, the rank is computed per request until a refresh succeeds.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ranks.tried.wait(), self.deadline_s)
         snapshot = await self.ranks.snapshot(q.duration) if self.ranks else None
         if snapshot is None:
             answers, missing = await self.gather_answers(

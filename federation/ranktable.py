@@ -81,6 +81,7 @@ class RankTable:
         self._cache: dict[int, asyncio.Future[RankSnapshot]] = {}
         self.last_refresh_s = 0.0
         self.ready = asyncio.Event()  # set once the first refresh is done
+        self.tried = asyncio.Event()  # set once the first refresh ended, done or failed
 
     async def _moments(
         self, condition: str, by_hour: bool = False
@@ -223,6 +224,8 @@ class RankTable:
                 await self.refresh()
             except Exception:
                 log.exception("rank refresh failed; the last table stays in use")
+            finally:
+                self.tried.set()
             period = self.refresh_s
             delay = period - (time.time() % period) + self.delay_s
             with contextlib.suppress(TimeoutError):
