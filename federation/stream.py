@@ -49,6 +49,7 @@ class MergedPrices:
         self._buffers: dict[str, list[Row]] = {name: [] for name in clients}
         self._active = set(clients)
         self._shard_timeout = shard_timeout
+        self._deadline_s = deadline_s
         self._deadline = time.monotonic() + deadline_s
         self.missing: dict[str, str] = {}
         self.rows = 0
@@ -63,7 +64,11 @@ class MergedPrices:
             self._active.discard(name)
             return
         except (ShardError, TimeoutError) as exc:
-            reason = str(exc) or f"no answer within {timeout:.1f}s"
+            reason = str(exc) or (
+                f"no answer within {timeout:.1f}s"
+                if timeout > 0
+                else f"the answer's deadline ({self._deadline_s:g}s) passed"
+            )
             log.warning("shard %s missing from a price stream: %s", name, reason)
             self.missing[name] = reason
             self._active.discard(name)
