@@ -154,7 +154,7 @@ async def wait_for_table(http: httpx.AsyncClient, url: str) -> dict[str, object]
     for _ in range(600):
         try:
             body: dict[str, object] = (await http.get(url)).json()
-            if "rank_as_of" in body:
+            if "rank_as_of" in body and not body["partial"]:  # a complete first table
                 return body
         except (httpx.HTTPError, ValueError):
             pass
@@ -331,6 +331,7 @@ def plot(results: list[Result]) -> None:
         left.plot(shards, [r.router_p50 * 1000 for r in rows], "o-", label=f"router, {series:,}")
         left.plot(shards, [r.direct_p50 * 1000 for r in rows], "x--", label=f"direct, {series:,}")
     left.set(xlabel="shards", ylabel="p50 latency (ms)", title="GET /btcusd, 24 h")
+    left.set_ylim(bottom=0)
     left.legend(fontsize=7)
     ones = [r for r in results if r.original_s]
     labels = [f"{r.series:,}" for r in ones]
