@@ -116,8 +116,8 @@ class RankTable:
         self.ready.set()
         self.last_refresh_s = time.perf_counter() - started
         log.info(
-            "rank refreshed as of %d in %.2fs (%d hours held)",
-            t,
+            "rank refreshed as of %s in %.2fs (%d hours held)",
+            pd.Timestamp(t, unit="ms"),
             self.last_refresh_s,
             len(self._hours),
         )
