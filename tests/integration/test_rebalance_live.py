@@ -23,6 +23,7 @@ from federation.settings import Settings
 from ingest.loop import now_ms
 from ingest.simulated import SimulatedMarket
 from ingest.writer import ShardWriter
+from tests.asgi import served
 from tests.integration.conftest import clients_for, shard_map_for
 
 pytestmark = pytest.mark.integration
@@ -164,12 +165,7 @@ async def test_queries_during_rebalance_return_every_point(
     rebalancer = Rebalancer(grown, clients, window_ns=1_800_000_000_000)
     app = create_app(grown, Settings(rank_refresh_s=0))
     seen: list[int] = []
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://router"
-        ) as router,
-    ):
+    async with served(app) as router:
         task = asyncio.create_task(rebalancer.run(await rebalancer.plan()))
         while not task.done():
             for pair in moving:

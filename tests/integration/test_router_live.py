@@ -18,6 +18,7 @@ from federation.localcluster import LocalCluster
 from federation.settings import Settings
 from ingest.lineproto import batches, to_lines
 from ingest.writer import ShardWriter
+from tests.asgi import served
 from tests.integration.conftest import clients_for, shard_map_for
 
 pytestmark = pytest.mark.integration
@@ -82,12 +83,10 @@ async def loaded(
     app = create_app(
         shard_map, Settings(shard_timeout=5.0, rank_refresh_s=60 if precomputed else 0)
     )
-    async with app.router.lifespan_context(app):
+    async with served(app) as client:
         if precomputed:
             await app.state.federation.ranks.ready.wait()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
-            yield client, raw, shard_map
+        yield client, raw, shard_map
 
 
 @pytest.mark.parametrize(

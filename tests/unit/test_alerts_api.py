@@ -13,6 +13,7 @@ from alerts.settings import AlertSettings, database_url
 from federation.app import create_app
 from federation.config import Shard, ShardMap
 from federation.settings import Settings
+from tests.asgi import served
 
 HOOK = "https://93.184.216.34/hook"
 
@@ -27,10 +28,8 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
         ShardMap((Shard("shard-a", "http://shard-a:8086"),)), Settings(), shards, alerts
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router") as http:
-            yield http
+    async with served(app) as http:
+        yield http
 
 
 async def test_subscribe_returns_defaults_and_secret(client: httpx.AsyncClient) -> None:

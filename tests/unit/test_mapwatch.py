@@ -3,13 +3,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 import pytest
 
 from federation.app import create_app
 from federation.config import ShardMap, load_shard_map
 from federation.mapwatch import MapWatcher
 from federation.settings import Settings
+from tests.asgi import served
 from tests.unit.test_router import faulty
 
 TWO = (
@@ -64,12 +64,7 @@ async def test_router_picks_up_a_new_shard_without_restart(tmp_path: Path) -> No
     path.write_text(TWO)
     settings = Settings(config_path=str(path), rank_refresh_s=0, reload_check_s=0.05)
     app = create_app(settings=settings, transport=faulty(set()))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://router"
-        ) as client,
-    ):
+    async with served(app) as client:
         before = (await client.get("/shards")).json()
         path.write_text(THREE)
         await asyncio.sleep(0.3)

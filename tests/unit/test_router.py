@@ -5,7 +5,7 @@ in tests/integration."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import pytest
 from federation.app import create_app
 from federation.config import Shard, ShardMap
 from federation.settings import Settings
+from tests.asgi import served
 
 SHARDS = tuple(Shard(f"shard-{c}", f"http://shard-{c}:8086") for c in "abc")
 NOW = 1_700_000_000_000
@@ -71,13 +72,8 @@ async def router(
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(shard_timeout=0.3, rank_refresh_s=0)  # rank per request
     app = create_app(ShardMap(SHARDS, replication=replication), settings, transport)
-    async with app.router.lifespan_context(app):
-        transport_in = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport_in, base_url="http://router") as client:
-            yield client
-
-
-Get = Callable[[str], object]
+    async with served(app) as client:
+        yield client
 
 
 async def test_pair_merges_every_shard() -> None:
@@ -185,12 +181,7 @@ async def test_shards_show_the_spool_of_an_ingester_on_this_host(tmp_path: Path)
     (tmp_path / "shard-b" / "status.json").write_text('{"batches": 3, "points": 42}')
     settings = Settings(rank_refresh_s=0, spool_dir=str(tmp_path))
     app = create_app(ShardMap(SHARDS), settings, faulty(set()))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://router"
-        ) as client,
-    ):
+    async with served(app) as client:
         shards = (await client.get("/shards")).json()["shards"]
     assert [s["spool"] for s in shards] == [None, {"batches": 3, "points": 42}, None]
 
@@ -204,12 +195,7 @@ async def test_pair_during_the_first_rank_build_waits_for_the_table() -> None:
     app = create_app(
         ShardMap(SHARDS), Settings(rank_refresh_s=60), httpx.MockTransport(slow_refresh)
     )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://router"
-        ) as client,
-    ):
+    async with served(app) as client:
         body = (await client.get("/btcusd")).json()
     assert "rank_as_of" in body
 
@@ -223,12 +209,7 @@ async def test_pair_after_a_failed_first_rank_build_ranks_per_request() -> None:
     app = create_app(
         ShardMap(SHARDS), Settings(rank_refresh_s=60), httpx.MockTransport(broken_refresh)
     )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://router"
-        ) as client,
-    ):
+    async with served(app) as client:
         body = (await client.get("/btcusd")).json()
     assert body["rank"] == "1/3"
     assert "rank_as_of" not in body
