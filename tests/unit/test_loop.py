@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
-from federation.config import Shard, ShardMap
 from federation.exceptions import SourceError
-from federation.influx import InfluxClient
 from ingest.__main__ import parse_args
 from ingest.loop import Ingester
 from ingest.simulated import SimulatedMarket
@@ -55,17 +51,8 @@ def rows(**columns: list[object]) -> pd.DataFrame:
 
 
 @pytest.fixture
-async def writer() -> AsyncIterator[tuple[ShardWriter, list[str]]]:
-    received: list[str] = []
-
-    def shard(request: httpx.Request) -> httpx.Response:
-        received.extend(request.content.decode().splitlines())
-        return httpx.Response(204)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(shard)) as http:
-        shard_map = ShardMap((Shard("shard-a", "http://a.test"),))
-        client = InfluxClient(shard_map.shards[0], http, "crypto", headers={})
-        yield ShardWriter(shard_map, {"shard-a": client}), received
+def writer(recording_writer: tuple[ShardWriter, list[str]]) -> tuple[ShardWriter, list[str]]:
+    return recording_writer
 
 
 @pytest.mark.parametrize(

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
-from federation.config import Shard, ShardMap
 from federation.exceptions import ConfigError
-from federation.influx import InfluxClient
 from ingest.loop import Ingester
 from ingest.replay import ReplaySource, guess_unit, to_epoch_ms
 from ingest.writer import ShardWriter
@@ -38,18 +34,10 @@ async def collect(source: ReplaySource) -> pd.DataFrame:
 
 
 @pytest.fixture
-async def lines() -> AsyncIterator[tuple[Ingester, list[str]]]:
+def lines(recording_writer: tuple[ShardWriter, list[str]]) -> tuple[Ingester, list[str]]:
     """An ingester writing to one fake shard, and the lines that shard received."""
-    received: list[str] = []
-
-    def shard(request: httpx.Request) -> httpx.Response:
-        received.extend(request.content.decode().splitlines())
-        return httpx.Response(204)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(shard)) as http:
-        shard_map = ShardMap((Shard("shard-a", "http://a.test"),))
-        client = InfluxClient(shard_map.shards[0], http, "crypto", headers={})
-        yield Ingester(None, ShardWriter(shard_map, {"shard-a": client})), received
+    writer, received = recording_writer
+    return Ingester(None, writer), received
 
 
 @pytest.mark.parametrize(
