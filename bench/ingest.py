@@ -35,10 +35,10 @@ import psutil
 
 from bench.report import IMG, write_section
 from federation.config import Shard, ShardMap
-from federation.influx import InfluxClient
+from federation.influx import clients_for, ensure_databases
 from federation.localcluster import LocalCluster, free_port
 from ingest.lineproto import batches, to_lines
-from ingest.loop import Ingester, ensure_databases, now_ms
+from ingest.loop import Ingester, now_ms
 from ingest.simulated import SimulatedMarket
 from ingest.source import Snapshot
 from ingest.spool import Spool
@@ -128,9 +128,7 @@ async def run_ingester(
 ) -> Result:
     shard_map = local.shard_map
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as http:
-        clients = {
-            s.name: InfluxClient(s, http, shard_map.database, timeout=10) for s in shard_map.shards
-        }
+        clients = clients_for(shard_map, http, timeout=10)
         await ensure_databases(clients)
         writer = ShardWriter(shard_map, clients, spool=Spool(spool_dir))
         source = Frames(frames)
@@ -197,9 +195,7 @@ async def run_outage(
 ) -> SpoolRun:
     shard_map = local.shard_map
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as http:
-        clients = {
-            s.name: InfluxClient(s, http, shard_map.database, timeout=10) for s in shard_map.shards
-        }
+        clients = clients_for(shard_map, http, timeout=10)
         await ensure_databases(clients)
         spool = Spool(spool_dir)
         writer = ShardWriter(shard_map, clients, spool=spool, drain_backoff_max_s=1.0)

@@ -29,10 +29,10 @@ import psutil
 
 from bench.report import IMG, write_section
 from federation.config import Shard, ShardMap
-from federation.influx import InfluxClient
+from federation.influx import InfluxClient, clients_for, ensure_databases
 from federation.influxql import Duration, prices_query, stddev_query
 from federation.localcluster import LocalCluster, die_with_parent, free_port
-from ingest.loop import ensure_databases, now_ms
+from ingest.loop import now_ms
 from ingest.simulated import SimulatedMarket
 from ingest.writer import ShardWriter
 
@@ -61,9 +61,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def load(shard_map: ShardMap, series: int) -> None:
     async with httpx.AsyncClient(timeout=120) as http:
-        clients = {
-            s.name: InfluxClient(s, http, shard_map.database, timeout=120) for s in shard_map.shards
-        }
+        clients = clients_for(shard_map, http, timeout=120)
         await ensure_databases(clients)
         writer, end = ShardWriter(shard_map, clients), now_ms() // 60_000 * 60_000
         started, written = time.perf_counter(), 0

@@ -32,7 +32,7 @@ from rich.progress import (
 
 from federation.config import load_shard_map
 from federation.exceptions import ConfigError, FederationError
-from federation.influx import InfluxClient
+from federation.influx import clients_for
 from federation.influxql import Duration
 from federation.localcluster import LocalCluster, die_with_parent
 from federation.logs import setup_logging
@@ -199,10 +199,7 @@ async def _rebalance(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--window: {exc}") from None
     async with httpx.AsyncClient() as http:
-        clients = {
-            s.name: InfluxClient(s, http, shard_map.database, timeout=120.0)
-            for s in shard_map.shards
-        }
+        clients = clients_for(shard_map, http, timeout=120.0)
         rebalancer = Rebalancer(shard_map, clients, window_ns=window.seconds * 1_000_000_000)
         moves = await rebalancer.plan()
         print(format_plan(moves, shard_map))

@@ -10,19 +10,23 @@ timeout or 5xx is :class:`ShardUnavailable` (retry later), any other 4xx is
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 
-from federation.config import Shard, credentials_for
-from federation.exceptions import QueryError, ShardRejected, ShardUnavailable
+from federation.config import Shard, ShardMap, credentials_for
+from federation.exceptions import QueryError, ShardError, ShardRejected, ShardUnavailable
 from federation.influxql import create_database
 from federation.types import Series
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,41 @@ class InfluxClient:
                 raise QueryError(self.name, str(result["error"]))
             out.append(result.get("series", []))
         return out
+
+
+def clients_for(
+    shard_map: ShardMap, http: httpx.AsyncClient, *, timeout: float = 10.0
+) -> dict[str, InfluxClient]:
+    """One client per shard of the map, by shard name, sharing ``http``."""
+    return {
+        s.name: InfluxClient(s, http, shard_map.database, timeout=timeout) for s in shard_map.shards
+    }
+
+
+async def ensure_databases(
+    clients: Mapping[str, InfluxClient], timeout_s: float = 60.0, *, required: bool = True
+) -> None:
+    """Create the database on every shard (idempotent), waiting for shards still starting.
+    A shard still failing after ``timeout_s`` raises, unless not ``required``: then it is
+    logged and left (the ingester's spool creates it before replaying; a reader sees the
+    shard as missing until it is there)."""
+
+    async def one(client: InfluxClient) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                await client.create_database()
+                return
+            except ShardError as exc:
+                if time.monotonic() >= deadline:
+                    if required:
+                        raise
+                    log.warning("%s; going on without its database for now", exc)
+                    return
+                log.info("waiting for %s: %s", client.name, exc)
+                await asyncio.sleep(1.0)
+
+    await asyncio.gather(*(one(c) for c in clients.values()))
 
 
 def _reason(response: httpx.Response) -> str:

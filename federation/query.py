@@ -23,7 +23,7 @@ import orjson
 from federation import influxql
 from federation.config import ShardMap
 from federation.exceptions import NotFound, ShardError, ShardsUnavailable
-from federation.influx import InfluxClient, parse_series_key
+from federation.influx import InfluxClient, clients_for, ensure_databases, parse_series_key
 from federation.merge import Row, encode_points, iso_times
 from federation.metrics import RouterMetrics
 from federation.params import PairQuery
@@ -116,23 +116,16 @@ class Federation:
         self.clients = self._clients_for(shard_map)
 
     def _clients_for(self, shard_map: ShardMap) -> dict[str, InfluxClient]:
-        return {
-            s.name: InfluxClient(s, self._http, shard_map.database, timeout=self.shard_timeout)
-            for s in shard_map.shards
-        }
+        return clients_for(shard_map, self._http, timeout=self.shard_timeout)
 
     async def set_map(self, shard_map: ShardMap) -> None:
         """Use a new shard map from now on; a new shard gets the database first."""
         clients = self._clients_for(shard_map)
-        fresh = [c for name, c in clients.items() if name not in self.clients]
-        results = await asyncio.gather(
-            *(c.create_database() for c in fresh), return_exceptions=True
+        await ensure_databases(
+            {name: c for name, c in clients.items() if name not in self.clients},
+            timeout_s=0,
+            required=False,
         )
-        for client, result in zip(fresh, results, strict=True):
-            if isinstance(result, Exception):
-                log.warning(
-                    "could not create the database on new shard %s yet: %s", client.name, result
-                )
         self.shard_map, self.clients = shard_map, clients
 
     async def gather(

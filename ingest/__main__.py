@@ -30,11 +30,11 @@ from alerts.service import AlertService
 from alerts.settings import AlertSettings
 from federation.config import ShardMap, load_shard_map
 from federation.exceptions import FederationError
-from federation.influx import InfluxClient
+from federation.influx import InfluxClient, clients_for, ensure_databases
 from federation.influxql import Duration
 from federation.logs import setup_logging
 from federation.mapwatch import MapWatcher
-from ingest.loop import MAX_INTERVAL_S, Ingester, ensure_databases, latest_point_ms, now_ms
+from ingest.loop import MAX_INTERVAL_S, Ingester, latest_point_ms, now_ms
 from ingest.simulated import MAX_SERIES, SimulatedMarket
 from ingest.source import SimulatedSource, Source
 from ingest.spool import Spool
@@ -265,10 +265,7 @@ def make_source(args: argparse.Namespace, http: httpx.AsyncClient) -> Source:
 async def run(args: argparse.Namespace) -> int:
     shard_map: ShardMap = load_shard_map(args.config)
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as http:
-        clients = {
-            s.name: InfluxClient(s, http, shard_map.database, timeout=args.write_timeout)
-            for s in shard_map.shards
-        }
+        clients = clients_for(shard_map, http, timeout=args.write_timeout)
         spool = None
         if not args.no_spool:
             spool = Spool(

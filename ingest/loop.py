@@ -25,7 +25,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from federation.exceptions import ShardError, SourceError
+from federation.exceptions import SourceError
 from federation.influx import InfluxClient
 from federation.influxql import MEASUREMENT, quote_ident
 from ingest.source import Snapshot, Source, validate
@@ -61,31 +61,6 @@ class _Wrapped:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-async def ensure_databases(
-    clients: Mapping[str, InfluxClient], timeout_s: float = 60.0, *, required: bool = True
-) -> None:
-    """Create the database on every shard (idempotent), waiting for shards still starting.
-    A shard still failing after ``timeout_s`` raises, unless not ``required`` (with a
-    spool, its batches wait on disk and the drainer creates the database first)."""
-
-    async def one(client: InfluxClient) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                await client.create_database()
-                return
-            except ShardError as exc:
-                if time.monotonic() > deadline:
-                    if required:
-                        raise
-                    log.warning("%s; starting without it: its batches go to the spool", exc)
-                    return
-                log.info("waiting for %s: %s", client.name, exc)
-                await asyncio.sleep(1.0)
-
-    await asyncio.gather(*(one(c) for c in clients.values()))
 
 
 async def latest_point_ms(clients: Mapping[str, InfluxClient], window_s: int) -> int | None:

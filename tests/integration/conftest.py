@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from federation import influx
 from federation.config import Shard, ShardMap
 from federation.influx import InfluxClient
 from federation.localcluster import LocalCluster, free_port
-from ingest.loop import ensure_databases
 
 
 def make_cluster(root: object, shards: int) -> LocalCluster:
@@ -56,8 +56,9 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def clients_for(shard_map: ShardMap, http: httpx.AsyncClient) -> dict[str, InfluxClient]:
-    clients = {s.name: InfluxClient(s, http, shard_map.database) for s in shard_map.shards}
-    await ensure_databases(clients, timeout_s=10)
+    """One client per shard, with the map's database created on each."""
+    clients = influx.clients_for(shard_map, http)
+    await influx.ensure_databases(clients, timeout_s=10)
     return clients
 
 
