@@ -196,8 +196,11 @@ async def _rebalance(args: argparse.Namespace) -> int:
     shard_map = load_shard_map(args.config)
     try:
         window = Duration.parse("-" + args.window.lstrip("-"))
-    except ValueError as exc:
-        raise ConfigError(f"--window: {exc}") from None
+    except ValueError:
+        raise ConfigError(
+            f"--window: {args.window!r} is not a length like 30m, 6h or 1d "
+            "(a whole number, then one of s, m, h, d, w)"
+        ) from None
     async with httpx.AsyncClient() as http:
         clients = clients_for(shard_map, http, timeout=120.0)
         rebalancer = Rebalancer(shard_map, clients, window_ns=window.seconds * 1_000_000_000)

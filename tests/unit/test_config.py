@@ -61,6 +61,14 @@ def test_parse_good_file_builds_map() -> None:
             r"shards\[\]\.url: 'http://h:1' appears twice",
         ),
         (with_changes(database="bad name"), r"database: does not match"),
+        (
+            with_changes(shards=[{"name": "a", "url": "http://h:1", "drain": "yes"}]),
+            r"shards\[0\]\.drain: must be true or false",
+        ),
+        (
+            with_changes(shards=[{"name": "a", "url": "http://h:1", "drain": True}]),
+            r"replication: 1 is not between 1 and the number of shards that are not draining",
+        ),
         ([1, 2], r"\(top level\): must be a mapping"),
         (None, r"the file is empty"),
     ],
@@ -77,6 +85,8 @@ def test_parse_good_file_builds_map() -> None:
         "duplicate-name",
         "duplicate-url",
         "bad-database",
+        "drain-not-bool",
+        "all-draining",
         "not-a-mapping",
         "empty",
     ],
@@ -118,3 +128,9 @@ def test_map_version_changes_with_shards() -> None:
 )
 def test_credentials_come_from_environment(env: dict[str, str], expected: dict[str, str]) -> None:
     assert credentials_for("shard-a", env) == expected
+
+
+def test_draining_shard_owns_no_pair() -> None:
+    shards = (Shard("a", "http://h:1"), Shard("b", "http://h:2", drain=True))
+    shard_map = ShardMap(shards)
+    assert {shard_map.owners(f"pair{i}")[0] for i in range(200)} == {"a"}
