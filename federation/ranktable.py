@@ -79,7 +79,6 @@ class RankTable:
         self._hours: dict[int, _Hour] = {}
         self.as_of: int | None = None
         self._cache: dict[int, asyncio.Future[RankSnapshot]] = {}
-        self.last_refresh_s = 0.0
         self.ready = asyncio.Event()  # set once the first refresh is done
         self.tried = asyncio.Event()  # set once the first refresh ended, done or failed
 
@@ -114,11 +113,10 @@ class RankTable:
             self._cache[seconds].set_result(snapshot)
         self.as_of = t
         self.ready.set()
-        self.last_refresh_s = time.perf_counter() - started
         log.info(
             "rank refreshed as of %s in %.2fs (%d hours held)",
             pd.Timestamp(t, unit="ms"),
-            self.last_refresh_s,
+            time.perf_counter() - started,
             len(self._hours),
         )
 

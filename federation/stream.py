@@ -52,7 +52,6 @@ class MergedPrices:
         self._deadline_s = deadline_s
         self._deadline = time.monotonic() + deadline_s
         self.missing: dict[str, str] = {}
-        self.rows = 0
 
     async def _fill(self, name: str) -> None:
         """One more chunk from ``name``, or mark it finished or missing."""
@@ -117,7 +116,6 @@ class MergedPrices:
             if key != last:
                 last = key
                 out.append(row)
-        self.rows += len(out)
         return out
 
     async def _close(self, name: str) -> None:
