@@ -38,10 +38,12 @@ test: install
 bench: install
 	$(PY) -m bench
 
+# Style, types, and the layer contract (pyproject.toml: [tool.importlinter]).
 lint: install
 	$(PY) -m ruff check federation ingest alerts tests bench
 	$(PY) -m ruff format --check federation ingest alerts tests bench
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -7,7 +7,7 @@ GET    /alerts/{id}         one subscription
 DELETE /alerts/{id}         unsubscribe (its pending alerts are dropped)
 GET    /alerts/{id}/events  its most recent alerts and their delivery state
 
-Bad input is a 400 naming the field (:class:`~federation.exceptions.BadParameter`), an
+Bad input is a 400 naming the field (:class:`~federation.core.errors.BadParameter`), an
 unknown id a 404, both rendered by the router's one error handler.
 """
 
@@ -28,13 +28,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from alerts.detector import now_ms
+from alerts.errors import TargetRefused
 from alerts.netguard import NetworkGuard
 from alerts.settings import AlertSettings
 from alerts.store import AlertStore
 from alerts.types import NewSubscription, Subscription
-from federation.exceptions import BadParameter, NotFound, TargetRefused
-from federation.params import parse_id, reject_unknown
+from federation.core.clock import now_ms
+from federation.core.errors import BadParameter, NotFound
+from federation.core.inputs import parse_id, reject_unknown
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

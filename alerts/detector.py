@@ -16,7 +16,6 @@ window of the subscriptions, and per subscription one bit per series and metric.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import pandas as pd
 
 from alerts.types import AlertPayload, CrossingKey, Metric, Subscription, window_text
 from alerts.window import NEVER, Index, WindowStats
+from federation.core.clock import now_ms
 
 # Event ids are uuid5 of what the alert is about, so the same alert found twice (two
 # ingesters, a replayed tick) is the same outbox row and the same id for receivers.
@@ -35,10 +35,6 @@ EVENT_NAMESPACE = uuid.UUID("5d0c8f8e-8a55-4d7e-9a57-2f1c0a6f3b21")
 _ROW: dict[Metric, int] = {"price": 0, "volume": 1}
 
 Bools = npt.NDArray[np.bool_]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def iso_time(time_ms: int) -> str:

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 import pandas as pd
 
 from alerts.window import BUCKETS
-from federation.exceptions import ShardError
-from federation.influx import InfluxClient
-from federation.influxql import MEASUREMENT, quote_ident
+from federation.core.errors import ShardError
+from federation.core.influx import InfluxClient
+from federation.core.influxql import MEASUREMENT, quote_ident
 
 log = logging.getLogger(__name__)
 

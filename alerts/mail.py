@@ -13,9 +13,9 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
+from alerts.errors import DeliveryFailed
 from alerts.settings import AlertSettings
 from alerts.types import AlertPayload
-from federation.exceptions import DeliveryFailed
 
 
 def message(alert: AlertPayload, sender: str, recipient: str) -> EmailMessage:

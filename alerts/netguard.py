@@ -15,8 +15,8 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
+from alerts.errors import TargetRefused
 from alerts.settings import Network
-from federation.exceptions import TargetRefused
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -24,11 +24,11 @@ import httpx
 import orjson
 
 from alerts import mail, webhook
-from alerts.detector import now_ms
+from alerts.errors import DeliveryFailed
 from alerts.netguard import NetworkGuard
 from alerts.settings import AlertSettings
 from alerts.store import AlertStore, Claimed
-from federation.exceptions import DeliveryFailed
+from federation.core.clock import now_ms
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,13 @@ import httpx
 import pandas as pd
 
 from alerts import webhook
-from alerts.detector import Detection, Detector, now_ms
+from alerts.detector import Detection, Detector
 from alerts.history import load_window
 from alerts.outbox import Outbox
 from alerts.settings import AlertSettings
 from alerts.store import AlertStore
-from federation.influx import InfluxClient
+from federation.core.clock import now_ms
+from federation.core.influx import InfluxClient
 
 log = logging.getLogger(__name__)
 

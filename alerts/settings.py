@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from federation.exceptions import ConfigError
-from federation.settings import env_number
+from federation.core.errors import ConfigError
+from federation.core.settings import env_number
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -35,7 +35,7 @@ from alerts.types import (
     NewSubscription,
     Subscription,
 )
-from federation.exceptions import ConfigError
+from federation.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

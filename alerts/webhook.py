@@ -14,10 +14,10 @@ import time
 
 import httpx
 
+from alerts.errors import DeliveryFailed, TargetRefused
 from alerts.netguard import NetworkGuard
 from alerts.signing import HEADER, signature
 from federation import __version__
-from federation.exceptions import DeliveryFailed, TargetRefused
 
 USER_AGENT = f"crypto-federation-alerts/{__version__}"
 

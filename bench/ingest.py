@@ -34,11 +34,12 @@ import pandas as pd
 import psutil
 
 from bench.report import IMG, write_section
-from federation.config import Shard, ShardMap
-from federation.influx import clients_for, ensure_databases
-from federation.localcluster import LocalCluster, free_port
-from ingest.lineproto import batches, to_lines
-from ingest.loop import Ingester, now_ms
+from federation.core.clock import now_ms
+from federation.core.influx import clients_for, ensure_databases
+from federation.core.lineproto import batches, to_lines
+from federation.core.shardmap import Shard, ShardMap
+from federation.tools.localcluster import LocalCluster, free_port
+from ingest.loop import Ingester
 from ingest.simulated import SimulatedMarket
 from ingest.source import Snapshot
 from ingest.spool import Spool

@@ -28,11 +28,12 @@ import httpx
 import psutil
 
 from bench.report import IMG, write_section
-from federation.config import Shard, ShardMap
-from federation.influx import InfluxClient, clients_for, ensure_databases
-from federation.influxql import Duration, prices_query, stddev_query
-from federation.localcluster import LocalCluster, die_with_parent, free_port
-from ingest.loop import now_ms
+from federation.core.clock import now_ms
+from federation.core.durations import Duration
+from federation.core.influx import InfluxClient, clients_for, ensure_databases
+from federation.core.influxql import prices_query, stddev_query
+from federation.core.shardmap import Shard, ShardMap
+from federation.tools.localcluster import LocalCluster, die_with_parent, free_port
 from ingest.simulated import SimulatedMarket
 from ingest.writer import ShardWriter
 

@@ -11,7 +11,7 @@ What goes wrong is counted, logged by the tick, and never written: a malformed k
 price that is not a number (or not positive: :func:`ingest.source.validate`), a summary
 without its fields. A failed request (HTTP error, ``{"error": ...}``, a body that is not
 the format, a timeout, an exhausted allowance: 429, honouring ``Retry-After``) raises
-:class:`~federation.exceptions.SourceError` when prices cannot be had at all; when only
+:class:`~ingest.errors.SourceError` when prices cannot be had at all; when only
 one of the two endpoints fails, the other still gives what it can (prices without
 volume, or the summaries' last prices).
 """
@@ -32,7 +32,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from federation.exceptions import SourceError
+from ingest.errors import SourceError
 from ingest.source import Snapshot
 
 log = logging.getLogger(__name__)

@@ -32,8 +32,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
-from federation.exceptions import ConfigError, SourceError
-from ingest.source import Snapshot, empty_rows, now_ms
+from federation.core.clock import now_ms
+from federation.core.errors import ConfigError
+from ingest.errors import SourceError
+from ingest.source import Snapshot, empty_rows
 
 log = logging.getLogger(__name__)
 

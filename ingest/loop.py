@@ -25,9 +25,10 @@ from typing import Protocol
 
 import pandas as pd
 
-from federation.exceptions import SourceError
-from federation.influx import InfluxClient
-from federation.influxql import MEASUREMENT, quote_ident
+from federation.core.clock import now_ms
+from federation.core.influx import InfluxClient
+from federation.core.influxql import MEASUREMENT, quote_ident
+from ingest.errors import SourceError
 from ingest.source import Snapshot, Source, validate
 from ingest.writer import ShardWriter, WriteReport
 
@@ -57,10 +58,6 @@ class _Wrapped:
 
     async def aclose(self) -> None:
         return None
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def latest_point_ms(clients: Mapping[str, InfluxClient], window_s: int) -> int | None:

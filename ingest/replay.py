@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from federation.exceptions import ConfigError
+from federation.core.errors import ConfigError
 from ingest.source import Snapshot
 
 log = logging.getLogger(__name__)

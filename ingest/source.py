@@ -5,7 +5,7 @@ A source answers :meth:`Source.snapshot` with a :class:`Snapshot`: a frame of ro
 tick's time is used), ``exchange`` and ``pair`` (ids such as ``binance-us``/``btcusd``),
 ``price`` and ``volume`` (NaN when the source does not know it), plus the count of what
 the source left out while parsing, by reason. A source that cannot give anything this
-tick raises :class:`~federation.exceptions.SourceError`.
+tick raises :class:`~ingest.errors.SourceError`.
 
 :func:`validate` is the gate between a source and the shards: whatever a source or a
 file says, only rows with a well-formed id, a finite positive price and a sane time get
@@ -15,7 +15,6 @@ through; a negative or non-finite volume is dropped from its row (the price stay
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,11 +24,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from federation.core import ids
+from federation.core.clock import now_ms
 from ingest.simulated import SNAPSHOT_COLUMNS, SimulatedMarket
 
 COLUMNS: tuple[str, ...] = SNAPSHOT_COLUMNS  # time, exchange, pair, price, volume
-# The ids the router accepts (federation/params.py): lowercase, at most 64 characters.
-ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+ID_PATTERN = re.compile(ids.ID_PATTERN)
 MAX_FUTURE_MS = 5 * 60_000  # a clock ahead by more than this is a bad row, not a price
 
 
@@ -57,10 +57,6 @@ def empty_rows() -> pd.DataFrame:
             "volume": pd.Series([], dtype="float64"),
         }
     )
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _valid_ids(column: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, int]:

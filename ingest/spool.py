@@ -37,15 +37,13 @@ from typing import Any
 
 import orjson
 
+from federation.core.clock import now_ms as _now_ms
+
 log = logging.getLogger(__name__)
 
 _BATCH_NAME = re.compile(r"^(\d{12})-(\d+)-(\d+)\.lp$")
 DEAD_LETTER = "dead-letter.lp"
 STATUS = "status.json"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from federation.config import ShardMap
-from federation.exceptions import ShardError, ShardRejected, ShardUnavailable
-from federation.influx import InfluxClient
-from ingest.lineproto import batches, finite_rows, to_lines
+from federation.core.errors import ShardError, ShardRejected, ShardUnavailable
+from federation.core.influx import InfluxClient
+from federation.core.lineproto import batches, finite_rows, to_lines
+from federation.core.shardmap import ShardMap
 from ingest.spool import Spool
 
 log = logging.getLogger(__name__)

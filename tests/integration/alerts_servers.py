@@ -11,7 +11,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from federation.localcluster import free_port
+from federation.tools.localcluster import free_port
 
 
 class WebhookReceiver:

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from federation import influx
-from federation.config import Shard, ShardMap
-from federation.influx import InfluxClient
-from federation.localcluster import LocalCluster, free_port
+from federation.core import influx
+from federation.core.influx import InfluxClient
+from federation.core.shardmap import Shard, ShardMap
+from federation.tools.localcluster import LocalCluster, free_port
 
 
 def make_cluster(root: object, shards: int) -> LocalCluster:

@@ -14,11 +14,11 @@ import orjson
 import pandas as pd
 import pytest
 
-from alerts.detector import now_ms
 from alerts.service import AlertService
 from alerts.settings import AlertSettings, database_url
 from alerts.signing import verify
 from alerts.types import NewSubscription, Subscription
+from federation.core.clock import now_ms
 from tests.integration.alerts_servers import SmtpServer, WebhookReceiver
 
 pytestmark = pytest.mark.integration

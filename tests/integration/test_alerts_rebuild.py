@@ -11,12 +11,12 @@ import httpx
 import pandas as pd
 import pytest
 
-from alerts.detector import now_ms
 from alerts.service import AlertService
 from alerts.settings import AlertSettings, database_url
 from alerts.types import NewSubscription, Subscription
-from federation.influx import InfluxClient
-from federation.localcluster import LocalCluster
+from federation.core.clock import now_ms
+from federation.core.influx import InfluxClient
+from federation.tools.localcluster import LocalCluster
 from ingest.loop import Ingester
 from ingest.simulated import SimulatedMarket
 from ingest.writer import ShardWriter

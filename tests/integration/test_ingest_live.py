@@ -6,9 +6,10 @@ import httpx
 import pandas as pd
 import pytest
 
-from federation.config import ShardMap
-from federation.localcluster import LocalCluster
-from ingest.loop import Ingester, latest_point_ms, now_ms
+from federation.core.clock import now_ms
+from federation.core.shardmap import ShardMap
+from federation.tools.localcluster import LocalCluster
+from ingest.loop import Ingester, latest_point_ms
 from ingest.simulated import SimulatedMarket
 from ingest.writer import ShardWriter
 from tests.integration.conftest import clients_for, shard_map_for

@@ -9,7 +9,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from federation.localcluster import LocalCluster
+from federation.tools.localcluster import LocalCluster
 from ingest.writer import ShardWriter
 from tests.integration.conftest import clients_for
 from tests.integration.test_router_live import expected_rank, loaded

@@ -14,13 +14,13 @@ import httpx
 import pandas as pd
 import pytest
 
-from federation.app import create_app
-from federation.config import Shard, ShardMap
-from federation.influx import InfluxClient
-from federation.localcluster import LocalCluster
-from federation.rebalance import Move, Rebalancer
-from federation.settings import Settings
-from ingest.loop import now_ms
+from federation.core.clock import now_ms
+from federation.core.influx import InfluxClient
+from federation.core.shardmap import Shard, ShardMap
+from federation.router.app import create_app
+from federation.router.settings import Settings
+from federation.tools.localcluster import LocalCluster
+from federation.tools.rebalance import Move, Rebalancer
 from ingest.simulated import SimulatedMarket
 from ingest.writer import ShardWriter
 from tests.asgi import served

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from federation.app import create_app
-from federation.config import ShardMap
-from federation.influxql import series_of_pair_query
-from federation.localcluster import LocalCluster
-from federation.settings import Settings
-from ingest.lineproto import batches, to_lines
+from federation.core.influxql import series_of_pair_query
+from federation.core.lineproto import batches, to_lines
+from federation.core.shardmap import ShardMap
+from federation.router.app import create_app
+from federation.router.settings import Settings
+from federation.tools.localcluster import LocalCluster
 from ingest.writer import ShardWriter
 from tests.asgi import served
 from tests.integration.conftest import clients_for, shard_map_for

@@ -11,11 +11,12 @@ import httpx
 import pandas as pd
 import pytest
 
-from federation.config import ShardMap
-from federation.influx import InfluxClient
-from federation.influxql import quote_ident
-from federation.localcluster import LocalCluster
-from ingest.loop import Ingester, now_ms
+from federation.core.clock import now_ms
+from federation.core.influx import InfluxClient
+from federation.core.influxql import quote_ident
+from federation.core.shardmap import ShardMap
+from federation.tools.localcluster import LocalCluster
+from ingest.loop import Ingester
 from ingest.simulated import SimulatedMarket
 from ingest.spool import Spool
 from ingest.writer import ShardWriter

@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from federation.localcluster import free_port
+from federation.tools.localcluster import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from federation.config import Shard, ShardMap
-from federation.influx import InfluxClient
+from federation.core.influx import InfluxClient
+from federation.core.shardmap import Shard, ShardMap
 from ingest.writer import ShardWriter
 
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from alerts.settings import AlertSettings, database_url
-from federation.app import create_app
-from federation.config import Shard, ShardMap
-from federation.settings import Settings
+from federation.core.shardmap import Shard, ShardMap
+from federation.router.app import create_app
+from federation.router.settings import Settings
 from tests.asgi import served
 
 HOOK = "https://93.184.216.34/hook"

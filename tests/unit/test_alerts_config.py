@@ -6,10 +6,11 @@ import ipaddress
 
 import pytest
 
+from alerts.errors import TargetRefused
 from alerts.netguard import NetworkGuard
 from alerts.settings import AlertSettings, database_url, parse_networks
 from alerts.signing import signature, verify
-from federation.exceptions import ConfigError, TargetRefused
+from federation.core.errors import ConfigError
 
 NOW = 1_700_000_000
 

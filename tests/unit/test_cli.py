@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from federation.__main__ import main
+from federation.tools.cli import main
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from federation.config import Shard, ShardMap, credentials_for, load_shard_map, parse_shard_map
-from federation.exceptions import ConfigError
+from federation.core.errors import ConfigError
+from federation.core.shardmap import (
+    Shard,
+    ShardMap,
+    credentials_for,
+    load_shard_map,
+    parse_shard_map,
+)
 
 GOOD = {
     "database": "crypto",

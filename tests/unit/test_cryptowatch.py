@@ -13,10 +13,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from federation.config import Shard, ShardMap
-from federation.exceptions import SourceError
-from federation.influx import InfluxClient
+from federation.core.influx import InfluxClient
+from federation.core.shardmap import Shard, ShardMap
 from ingest.cryptowatch import CryptowatchSource
+from ingest.errors import SourceError
 from ingest.loop import Ingester
 from ingest.source import validate
 from ingest.writer import ShardWriter

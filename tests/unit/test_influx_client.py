@@ -5,9 +5,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from federation.config import Shard
-from federation.exceptions import QueryError, ShardError, ShardRejected, ShardUnavailable
-from federation.influx import InfluxClient, parse_series_key
+from federation.core.errors import QueryError, ShardError, ShardRejected, ShardUnavailable
+from federation.core.influx import InfluxClient, parse_series_key
+from federation.core.shardmap import Shard
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

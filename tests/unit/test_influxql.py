@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from federation.influxql import Duration, prices_query, quote_ident, quote_literal, stddev_query
+from federation.core.durations import Duration
+from federation.core.influxql import prices_query, quote_ident, quote_literal, stddev_query
 
 
 @pytest.mark.parametrize(
@@ -41,8 +42,8 @@ def test_duration_parse_valid(text: str, seconds: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["24h", "-0h", "-1.5h", "-1y", "-1h; DROP DATABASE crypto", "-", "-01h", "-99999999h"],
-    ids=["no-minus", "zero", "fraction", "unit", "injection", "empty", "leading-zero", "huge"],
+    ["24h", "-0h", "-1.5h", "-1y", "-1h; DROP DATABASE crypto", "-", "-01h", "-1" + "0" * 15 + "h"],
+    ids=["no-minus", "zero", "fraction", "unit", "injection", "empty", "leading-zero", "digits"],
 )
 def test_duration_parse_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from influxdb_client import Point, WritePrecision
 
-from ingest.lineproto import batches, escape_tag, finite_rows, to_lines
+from federation.core.lineproto import batches, escape_tag, finite_rows, to_lines
 
 
 def frame(**overrides: list[object]) -> pd.DataFrame:

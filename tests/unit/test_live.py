@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 from pytest_httpserver import HTTPServer
 
-from federation.exceptions import ConfigError, SourceError
+from federation.core.clock import now_ms
+from federation.core.errors import ConfigError
+from ingest.errors import SourceError
 from ingest.live import CcxtSource, exchange_id, pair_id, rebase_urls
-from ingest.source import now_ms, validate
+from ingest.source import validate
 
 KRAKEN_ASSETS = {
     "error": [],

@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from federation.exceptions import SourceError
-from ingest.__main__ import parse_args
+from federation.core.clock import now_ms
+from federation.tools.ingester import parse_args
+from ingest.errors import SourceError
 from ingest.loop import Ingester
 from ingest.simulated import SimulatedMarket
-from ingest.source import Snapshot, now_ms, validate
+from ingest.source import Snapshot, validate
 from ingest.writer import ShardWriter
 
 T0 = 1_700_000_000_000

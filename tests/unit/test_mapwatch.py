@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from federation.app import create_app
-from federation.config import ShardMap, load_shard_map
-from federation.mapwatch import MapWatcher
-from federation.settings import Settings
+from federation.core.mapwatch import MapWatcher
+from federation.core.shardmap import ShardMap, load_shard_map
+from federation.router.app import create_app
+from federation.router.settings import Settings
 from tests.asgi import served
 from tests.unit.test_router import faulty
 

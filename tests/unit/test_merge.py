@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import orjson
 
-from federation.merge import encode_points, iso_times, rows_from_series, to_points
-from federation.types import Series
+from federation.core.types import Series
+from federation.router.rows import encode_points, iso_times, rows_from_series, to_points
 
 
 def answer(

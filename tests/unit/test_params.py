@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from federation.exceptions import BadParameter
-from federation.params import PairQuery
+from federation.core.errors import BadParameter
+from federation.router.params import PairQuery
 
 MAX = 30 * 86400
 
@@ -48,3 +48,8 @@ def test_pair_query_bad_input_names_parameter(
         PairQuery.parse(pair, params, MAX)
     assert info.value.parameter == parameter
     assert info.value.status == 400
+
+
+def test_pair_query_huge_duration_is_too_long_not_malformed() -> None:
+    with pytest.raises(BadParameter, match="longer than the 30d"):
+        PairQuery.parse("btcusd", {"duration": "-99999999999d"}, MAX)

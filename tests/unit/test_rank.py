@@ -5,8 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from federation.rank import rank_of, sort_table, table_from_series
-from federation.types import Series
+from federation.core.types import Series
+from federation.router.rank import rank_of, sort_table, table_from_series
 
 
 def stddev_series(exchange: str, pair: str, value: float | None) -> Series:

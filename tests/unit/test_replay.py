@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from federation.exceptions import ConfigError
+from federation.core.errors import ConfigError
 from ingest.loop import Ingester
 from ingest.replay import ReplaySource, guess_unit, to_epoch_ms
 from ingest.writer import ShardWriter

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from federation.ring import Ring
+from federation.core.placement import Ring
 
 PAIRS = [f"pair{i}" for i in range(10_000)]
 THREE = ["shard-a", "shard-b", "shard-c"]

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from federation.app import create_app
-from federation.config import Shard, ShardMap
-from federation.settings import Settings
+from federation.core.shardmap import Shard, ShardMap
+from federation.router.app import create_app
+from federation.router.settings import Settings
 from tests.asgi import served
 
 SHARDS = tuple(Shard(f"shard-{c}", f"http://shard-{c}:8086") for c in "abc")

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from federation.exceptions import ConfigError
-from federation.settings import Settings
+from federation.core.errors import ConfigError
+from federation.router.settings import Settings
 
 
 def test_settings_defaults_without_environment() -> None:

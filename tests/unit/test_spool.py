@@ -11,8 +11,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from federation.config import Shard, ShardMap
-from federation.influx import InfluxClient
+from federation.core.influx import InfluxClient
+from federation.core.shardmap import Shard, ShardMap
 from ingest.spool import DEAD_LETTER, STATUS, Spool
 from ingest.writer import ShardWriter
 

@@ -9,9 +9,9 @@ import httpx
 import orjson
 import pytest
 
-from federation.config import Shard
-from federation.influx import InfluxClient
-from federation.stream import MergedPrices
+from federation.core.influx import InfluxClient
+from federation.core.shardmap import Shard
+from federation.router.stream import MergedPrices
 
 Rows = list[tuple[int, float, str]]
 

@@ -1,7 +1,7 @@
 """An async client for one InfluxDB server, over the v1 HTTP API (``/ping``, ``/write``,
 ``/query``), which InfluxDB 1.x serves natively and 2.x/3.x through their v1 endpoints.
 
-Every failure becomes a :class:`~federation.exceptions.ShardError`: a transport error,
+Every failure becomes a :class:`~federation.core.errors.ShardError`: a transport error,
 timeout or 5xx is :class:`ShardUnavailable` (retry later), any other 4xx is
 :class:`ShardRejected` (retrying cannot help), and an error InfluxDB reports inside a
 200 answer is :class:`QueryError`. The ``httpx.AsyncClient`` is passed in: its owner
@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import orjson
 
-from federation.config import Shard, ShardMap, credentials_for
-from federation.exceptions import QueryError, ShardError, ShardRejected, ShardUnavailable
-from federation.influxql import create_database
-from federation.types import Series
+from federation.core.errors import QueryError, ShardError, ShardRejected, ShardUnavailable
+from federation.core.influxql import create_database
+from federation.core.shardmap import Shard, ShardMap, credentials_for
+from federation.core.types import Series
 
 log = logging.getLogger(__name__)
 

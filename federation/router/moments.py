@@ -15,8 +15,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from federation.influxql import MEASUREMENT, quote_ident
-from federation.types import Series
+from federation.core.influxql import MEASUREMENT, quote_ident
+from federation.core.types import Series
 
 KEY = ["exchange", "pair"]
 COLUMNS = ["bucket", "exchange", "pair", "n", "mean", "m2"]

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from federation import influxql, moments
-from federation.influxql import MEASUREMENT, Duration, quote_ident
-from federation.rank import sort_table, table_from_series
-from federation.types import Series
+from federation.core import influxql
+from federation.core.durations import Duration
+from federation.core.influxql import MEASUREMENT, quote_ident
+from federation.core.types import Series
+from federation.router import moments
+from federation.router.rank import sort_table, table_from_series
 
 log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000

@@ -1,4 +1,4 @@
-"""Shared wire shapes: what InfluxDB answers and what the router returns."""
+"""Wire shapes of InfluxDB's answers."""
 
 from __future__ import annotations
 
@@ -13,11 +13,3 @@ class Series(TypedDict):
     columns: list[str]
     values: list[list[Any]]
     partial: NotRequired[bool]
-
-
-class PricePoint(TypedDict):
-    """One element of ``prices`` in ``GET /{pair}``."""
-
-    price: float
-    time: str
-    exchange: str

@@ -30,14 +30,15 @@ from alerts.api import AlertsContext
 from alerts.api import routes as alert_routes
 from alerts.settings import AlertSettings
 from federation import __version__
-from federation.config import ShardMap, load_shard_map
-from federation.exceptions import APIError
-from federation.mapwatch import MapWatcher
-from federation.metrics import RouterMetrics
-from federation.params import PairQuery, reject_unknown
-from federation.query import Federation
-from federation.ranktable import RankTable
-from federation.settings import Settings
+from federation.core.errors import APIError
+from federation.core.inputs import reject_unknown
+from federation.core.mapwatch import MapWatcher
+from federation.core.shardmap import ShardMap, load_shard_map
+from federation.router.fanout import Federation
+from federation.router.metrics import RouterMetrics
+from federation.router.params import PairQuery
+from federation.router.ranktable import RankTable
+from federation.router.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,11 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from federation.exceptions import ConfigError
-from federation.ring import Ring
+from federation.core.errors import ConfigError
+from federation.core.ids import ID_PATTERN
+from federation.core.placement import Ring
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+NAME_PATTERN = "^" + ID_PATTERN + "$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 

@@ -9,7 +9,8 @@ Durations are rendered from parsed numbers, never copied from input.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from federation.core.durations import Duration
 
 MEASUREMENT = "price"
 
@@ -34,41 +35,13 @@ def quote_literal(value: str) -> str:
     return "'" + _escape(value, "'") + "'"
 
 
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION_RE = re.compile(r"^-([1-9][0-9]{0,6})([smhdw])$")
-
-
-@dataclass(frozen=True)
-class Duration:
-    """A look-back window such as ``-24h``: ``amount`` units before now."""
-
-    amount: int
-    unit: str
-
-    @classmethod
-    def parse(cls, text: str) -> Duration:
-        match = _DURATION_RE.match(text)
-        if not match:
-            raise ValueError(
-                f"{text!r} is not a duration like -30m, -24h or -7d "
-                "(a minus sign, a whole number, then one of s, m, h, d, w)"
-            )
-        return cls(int(match.group(1)), match.group(2))
-
-    @property
-    def seconds(self) -> int:
-        return self.amount * _UNIT_SECONDS[self.unit]
-
-    def __str__(self) -> str:
-        return f"-{self.amount}{self.unit}"
-
-    def since_now(self) -> str:
-        """The WHERE condition selecting the window."""
-        return f"time > now() - {self.amount}{self.unit}"
+def since(duration: Duration) -> str:
+    """The WHERE condition selecting the window that ends now."""
+    return f"time > now() - {duration.length}"
 
 
 def where(duration: Duration, **tags: str | None) -> str:
-    parts = [duration.since_now()]
+    parts = [since(duration)]
     parts += [f"{quote_ident(k)} = {quote_literal(v)}" for k, v in tags.items() if v is not None]
     return " WHERE " + " AND ".join(parts)
 

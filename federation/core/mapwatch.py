@@ -17,8 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from federation.config import ShardMap, load_shard_map
-from federation.exceptions import ConfigError
+from federation.core.errors import ConfigError
+from federation.core.shardmap import ShardMap, load_shard_map
 
 log = logging.getLogger(__name__)
 

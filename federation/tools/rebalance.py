@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from federation.config import ShardMap
-from federation.exceptions import FederationError
-from federation.influx import InfluxClient
-from federation.influxql import MEASUREMENT, quote_ident, quote_literal
-from ingest.lineproto import batches, to_lines
+from federation.core.errors import FederationError
+from federation.core.influx import InfluxClient
+from federation.core.influxql import MEASUREMENT, quote_ident, quote_literal
+from federation.core.lineproto import batches, to_lines
+from federation.core.shardmap import ShardMap
 
 log = logging.getLogger(__name__)
 KNOWN_FIELDS = {"price", "volume"}

@@ -20,17 +20,17 @@ from typing import Any, Generic, TypeVar
 import httpx
 import orjson
 
-from federation import influxql
-from federation.config import ShardMap
-from federation.exceptions import NotFound, ShardError, ShardsUnavailable
-from federation.influx import InfluxClient, clients_for, ensure_databases, parse_series_key
-from federation.merge import Row, encode_points, iso_times
-from federation.metrics import RouterMetrics
-from federation.params import PairQuery
-from federation.rank import rank_of, table_from_series
-from federation.ranktable import RankTable
-from federation.stream import MergedPrices
-from federation.types import Series
+from federation.core import influxql
+from federation.core.errors import NotFound, ShardError, ShardsUnavailable
+from federation.core.influx import InfluxClient, clients_for, ensure_databases, parse_series_key
+from federation.core.shardmap import ShardMap
+from federation.core.types import Series
+from federation.router.metrics import RouterMetrics
+from federation.router.params import PairQuery
+from federation.router.rank import rank_of, table_from_series
+from federation.router.ranktable import RankTable
+from federation.router.rows import Row, encode_points, iso_times
+from federation.router.stream import MergedPrices
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

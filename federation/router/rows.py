@@ -1,5 +1,5 @@
 """Rows of one pair's points: read from shards' answers and written as the API's JSON.
-(The merge across shards is in :mod:`federation.stream`.)
+(The merge across shards is in :mod:`federation.router.stream`.)
 
 This runs for every point of every answer, so rows stay the lists InfluxDB's JSON
 decodes to, ordering uses a C key function, and a time is formatted once however many
@@ -9,12 +9,21 @@ exchanges share it.
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import orjson
 
-from federation.types import PricePoint, Series
+from federation.core.types import Series
+
+
+class PricePoint(TypedDict):
+    """One element of ``prices`` in ``GET /{pair}``."""
+
+    price: float
+    time: str
+    exchange: str
+
 
 # [epoch ms, price, exchange]: the columns of ``SELECT "price", "exchange"``.
 Row = list[Any]

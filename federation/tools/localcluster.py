@@ -24,9 +24,9 @@ from types import TracebackType
 
 import httpx
 
-from federation.config import Shard, ShardMap
-from federation.exceptions import ConfigError, FederationError
-from federation.influxql import create_database
+from federation.core.errors import ConfigError, FederationError
+from federation.core.influxql import create_database
+from federation.core.shardmap import Shard, ShardMap
 
 log = logging.getLogger(__name__)
 

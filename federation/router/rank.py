@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from federation.types import Series
+from federation.core.types import Series
 
 COLUMNS = ["exchange", "pair", "stddev"]
 

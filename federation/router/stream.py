@@ -17,9 +17,9 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Mapping
 
-from federation.exceptions import ShardError
-from federation.influx import InfluxClient
-from federation.merge import ORDER, Row, rows_from_series
+from federation.core.errors import ShardError
+from federation.core.influx import InfluxClient
+from federation.router.rows import ORDER, Row, rows_from_series
 
 log = logging.getLogger(__name__)
 
