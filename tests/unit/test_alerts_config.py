@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import socket
 
 import pytest
 
 from alerts.errors import TargetRefused
-from alerts.netguard import NetworkGuard
+from alerts.netguard import NetworkGuard, Resolver
 from alerts.settings import AlertSettings, database_url, parse_networks
 from alerts.signing import signature, verify
 from federation.core.errors import ConfigError
@@ -59,6 +61,43 @@ def test_guard_permits_public_and_allowed_addresses() -> None:
 async def test_guard_resolves_names_before_judging() -> None:
     with pytest.raises(TargetRefused, match="loopback"):
         await NetworkGuard().resolve("localhost", 80)
+
+
+def answering(answer: list[str] | None) -> Resolver:
+    """A resolver giving ``answer`` for every name; None: one that never answers."""
+
+    async def resolve(host: str, port: int) -> list[str]:
+        if answer is None:
+            await asyncio.sleep(60)
+        return answer or []
+
+    return resolve
+
+
+async def test_guard_gives_every_address_of_a_public_name_once() -> None:
+    v6 = "2606:2800:220:1:248:1893:25c8:1946"
+    guard = NetworkGuard(resolver=answering(["93.184.216.34", v6, "93.184.216.34"]))
+    assert await guard.resolve("hooks.example.test", 443) == ["93.184.216.34", v6]
+
+
+async def unknown_name(host: str, port: int) -> list[str]:
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+@pytest.mark.parametrize(
+    ("resolver", "error"),
+    [
+        (answering(["93.184.216.34", "10.0.0.1"]), "10.0.0.1 is a private"),
+        (answering([]), "does not resolve"),
+        (unknown_name, "does not resolve: .*not known"),
+        (answering(None), "does not resolve"),
+    ],
+    ids=["one-private-address", "no-address", "unknown-name", "resolver-hangs"],
+)
+async def test_guard_refuses_a_name_it_cannot_vouch_for(resolver: Resolver, error: str) -> None:
+    guard = NetworkGuard(resolver=resolver, resolve_timeout_s=0.05)
+    with pytest.raises(TargetRefused, match=error):
+        await asyncio.wait_for(guard.resolve("hooks.example.test", 443), 5)
 
 
 @pytest.mark.parametrize(

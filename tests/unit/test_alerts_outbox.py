@@ -1,16 +1,25 @@
 """Delivery faults a real receiver cannot show on demand (5xx, a hang, a redirect),
-injected with httpx.MockTransport; real receivers are in tests/integration."""
+injected with httpx.MockTransport; where a webhook goes (the checked address, the name in
+Host, a name rebound to a private address) on a real HTTP server on 127.0.0.1, with names
+resolved from a table. Further real receivers are in tests/integration."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import ipaddress
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
+from alerts import webhook
+from alerts.api import parse_webhook
+from alerts.netguard import NetworkGuard, Resolver
 from alerts.outbox import Outbox, backoff_s
 from alerts.service import AlertService
 from alerts.settings import AlertSettings, database_url
@@ -18,6 +27,7 @@ from alerts.store import AlertStore
 from alerts.types import AlertPayload, NewSubscription, Subscription
 
 PUBLIC = "https://93.184.216.34/hook"  # a public address: the guard lets it through
+NAME = "hooks.example.test"  # resolves only through dns() below, never for real
 NOW = 1_700_000_000_000
 Handler = Callable[[httpx.Request], object]
 
@@ -29,8 +39,34 @@ async def store(tmp_path: Path) -> AsyncIterator[AlertStore]:
     await opened.close()
 
 
+def accepted_on(request: Request) -> Response:
+    """204, naming the address the server accepted the connection on."""
+    local = request.environ["werkzeug.socket"].getsockname()[0]
+    return Response(status=204, headers={"X-Accepted-On": local})
+
+
+@pytest.fixture
+def receiver() -> Iterator[HTTPServer]:
+    """A real webhook receiver listening on 127.0.0.1 only."""
+    with HTTPServer(host="127.0.0.1") as server:
+        server.expect_request("/hook", method="POST").respond_with_handler(accepted_on)
+        yield server
+
+
+def dns(records: dict[str, list[str]]) -> Resolver:
+    """A resolver answering from ``records``, which a test changes as DNS would change."""
+
+    async def resolve(host: str, port: int) -> list[str]:
+        if host not in records:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return list(records[host])
+
+    return resolve
+
+
 def settings(**changes: float) -> AlertSettings:
-    return AlertSettings(delivery_timeout_s=0.2, retry_base_s=2.0, retry_max_s=60.0, **changes)  # type: ignore[arg-type]
+    given = {"delivery_timeout_s": 0.2, "retry_base_s": 2.0, "retry_max_s": 60.0, **changes}
+    return AlertSettings(**given)  # type: ignore[arg-type]
 
 
 def alert(sub: Subscription) -> AlertPayload:
@@ -51,21 +87,35 @@ def alert(sub: Subscription) -> AlertPayload:
     )
 
 
-async def deliver_once(
-    store: AlertStore, handler: Handler, url: str = PUBLIC, **changes: float
+async def attempt(
+    store: AlertStore,
+    url: str,
+    http: httpx.AsyncClient,
+    guard: NetworkGuard | None = None,
+    **changes: float,
 ) -> tuple[Subscription, Outbox]:
+    """A subscription to ``url`` with one alert in the outbox, and one attempt at it."""
     sub = await store.create_subscription(NewSubscription(webhook=url, email=None), NOW)
     await store.record([alert(sub)], [], [], NOW)
+    outbox = Outbox(store, settings(**changes), http, guard=guard, clock=lambda: NOW)
+    assert await outbox.poll() == 1
+    await outbox.drain()
+    return sub, outbox
 
+
+async def deliver_once(
+    store: AlertStore,
+    handler: Handler,
+    url: str = PUBLIC,
+    guard: NetworkGuard | None = None,
+    **changes: float,
+) -> tuple[Subscription, Outbox]:
     async def respond(request: httpx.Request) -> httpx.Response:
         answer = handler(request)
         return await answer if asyncio.iscoroutine(answer) else answer  # type: ignore[no-any-return]
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(respond)) as http:
-        outbox = Outbox(store, settings(**changes), http, clock=lambda: NOW)
-        assert await outbox.poll() == 1
-        await outbox.drain()
-    return sub, outbox
+        return await attempt(store, url, http, guard, **changes)
 
 
 async def test_webhook_2xx_marks_delivered(store: AlertStore) -> None:
@@ -74,11 +124,42 @@ async def test_webhook_2xx_marks_delivered(store: AlertStore) -> None:
     assert (event.state, event.attempts) == ("delivered", 1)
 
 
-async def test_webhook_is_posted_to_the_checked_address_with_its_name(store: AlertStore) -> None:
+async def test_webhook_to_a_name_goes_to_its_checked_address_with_the_name(
+    store: AlertStore, receiver: HTTPServer
+) -> None:
+    guard = NetworkGuard([ipaddress.ip_network("127.0.0.0/8")], resolver=dns({NAME: ["127.0.0.1"]}))
+    url = f"http://{NAME}:{receiver.port}/hook"
+    async with webhook.new_client() as http:
+        sub, _ = await attempt(store, url, http, guard, delivery_timeout_s=5.0)
+    ((request, response),) = receiver.log  # NAME resolves nowhere else: the pinned address
+    assert request.headers["Host"] == f"{NAME}:{receiver.port}"
+    assert (request.remote_addr, response.headers["X-Accepted-On"]) == ("127.0.0.1", "127.0.0.1")
+    assert request.headers["X-Alert-Event-Id"] == "e1"
+    assert (await store.events_of(sub.id))[0].state == "delivered"
+
+
+async def test_https_webhook_keeps_the_name_for_host_and_tls(store: AlertStore) -> None:
     seen: list[httpx.Request] = []
-    await deliver_once(store, lambda r: seen.append(r) or httpx.Response(200))
-    assert (seen[0].url.host, seen[0].headers["host"]) == ("93.184.216.34", "93.184.216.34")
-    assert seen[0].headers["x-alert-event-id"] == "e1"
+    guard = NetworkGuard(resolver=dns({NAME: ["93.184.216.34"]}))
+    url = f"https://{NAME}/hook"
+    await deliver_once(store, lambda r: seen.append(r) or httpx.Response(200), url, guard)
+    assert (seen[0].url.host, seen[0].headers["host"]) == ("93.184.216.34", NAME)
+    assert seen[0].extensions["sni_hostname"] == NAME  # the certificate is checked for NAME
+
+
+async def test_name_rebound_to_a_private_address_is_refused_at_delivery(
+    store: AlertStore, receiver: HTTPServer
+) -> None:
+    records = {NAME: ["93.184.216.34"]}
+    guard = NetworkGuard(resolver=dns(records))
+    url = await parse_webhook(f"http://{NAME}:{receiver.port}/hook", guard)  # subscribed
+    records[NAME] = ["127.0.0.1"]  # then the name is pointed inside
+    async with webhook.new_client() as http:
+        sub, outbox = await attempt(store, url, http, guard)
+    (event,) = await store.events_of(sub.id)
+    assert (event.state, event.attempts, outbox.failed_attempts) == ("pending", 1, 1)
+    assert "127.0.0.1 is a private" in (event.last_error or "")
+    assert receiver.log == []
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from federation.core.clock import now_ms
 from federation.tools.ingester import parse_args
 from ingest.errors import SourceError
 from ingest.loop import Ingester
-from ingest.simulated import SimulatedMarket
+from ingest.simulated import MAX_SERIES, SimulatedMarket
 from ingest.source import Snapshot, validate
 from ingest.writer import ShardWriter
 
@@ -254,10 +254,21 @@ def test_cli_defaults_are_what_make_run_expects() -> None:
         (["--interval", "0.5"], "between 1 and"),
         (["--source", "ccxt", "--exchanges", "kraken", "--backfill=-1h"], "--source replay"),
         (["--series", "0"], "--series"),
+        (["--series", str(MAX_SERIES + 1)], f"not between 1 and {MAX_SERIES}"),
         (["--spool-max-age", "forever"], "age like"),
         (["--exchange-url", "kraken"], "EXCHANGE=http"),
     ],
-    ids=["url", "exchanges", "file", "interval", "backfill", "series", "age", "exchange-url"],
+    ids=[
+        "url",
+        "exchanges",
+        "file",
+        "interval",
+        "backfill",
+        "series",
+        "series-above-market",
+        "age",
+        "exchange-url",
+    ],
 )
 def test_cli_bad_option_exits_naming_it(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]

@@ -40,4 +40,7 @@ def test_points_have_the_original_shape() -> None:
 
 def test_encoded_points_splice_into_an_array() -> None:
     rows = [[0, 1.5, "a"], [1000, 1e-05, 'we"ird']]
-    assert orjson.loads(b"[" + encode_points(rows) + b"]") == to_points(rows)
+    assert orjson.loads(b"[" + encode_points(rows) + b"]") == [
+        {"price": 1.5, "time": "1970-01-01T00:00:00.000Z", "exchange": "a"},
+        {"price": 1e-05, "time": "1970-01-01T00:00:01.000Z", "exchange": 'we"ird'},
+    ]

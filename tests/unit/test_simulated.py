@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest.simulated import MAX_SERIES, SNAPSHOT_COLUMNS, SimulatedMarket
+from ingest.simulated import MAX_SERIES, SimulatedMarket
 
 DAY_MS = 86_400_000
 START_MS = 1_700_000_000_000
@@ -25,7 +25,7 @@ def prices_of(frame: pd.DataFrame, pair: str) -> pd.DataFrame:
 
 def test_snapshot_columns_and_dtypes() -> None:
     frame = SimulatedMarket().snapshot(START_MS)
-    assert tuple(frame.columns) == SNAPSHOT_COLUMNS
+    assert tuple(frame.columns) == ("time", "exchange", "pair", "price", "volume")
     assert frame["time"].dtype == np.int64
     assert frame["price"].dtype == np.float64
     assert frame["volume"].dtype == np.float64
@@ -196,8 +196,12 @@ def test_init_series_out_of_range_raises(series: int) -> None:
         SimulatedMarket(series=series)
 
 
-def test_init_supports_fourteen_thousand_series() -> None:
-    assert MAX_SERIES >= 14_000
+def test_snapshot_of_fourteen_thousand_series_prices_each_once() -> None:
+    frame = SimulatedMarket(series=14_000).snapshot(START_MS)
+    assert len(frame) == 14_000
+    assert not frame.duplicated(["exchange", "pair"]).any()
+    assert np.isfinite(frame["price"]).all()
+    assert (frame["price"] > 0).all()
 
 
 def test_history_volume_spikes_exist_over_a_day(day: pd.DataFrame) -> None:

@@ -270,9 +270,14 @@ async def test_writer_without_spool_reports_lost_points(
     assert not report.spooled
 
 
-def test_spool_status_not_written_for_unknown_dirs(tmp_path: Path) -> None:
+def test_spool_status_not_written_for_unknown_dirs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     os.makedirs(tmp_path / "old-shard")
     (tmp_path / "old-shard" / "000000000000-1-1.lp").write_bytes(b"x 1\n")
     spool = Spool(tmp_path)
     spool.open_all(["shard-a"])
-    assert set(spool.queues) == {"shard-a"}
+    spool.write_status()
+    assert (tmp_path / "shard-a" / STATUS).exists()
+    assert sorted(p.name for p in (tmp_path / "old-shard").iterdir()) == ["000000000000-1-1.lp"]
+    assert "old-shard belongs to a shard that is not in the map" in caplog.text
