@@ -24,12 +24,13 @@ from federation.core import influxql
 from federation.core.errors import NotFound, ShardError, ShardsUnavailable
 from federation.core.influx import InfluxClient, clients_for, ensure_databases, parse_series_key
 from federation.core.shardmap import ShardMap
+from federation.core.timefmt import iso_time
 from federation.core.types import Series
 from federation.router.metrics import RouterMetrics
 from federation.router.params import PairQuery
 from federation.router.rank import rank_of, table_from_series
 from federation.router.ranktable import RankTable
-from federation.router.rows import Row, encode_points, iso_times
+from federation.router.rows import Row, encode_points
 from federation.router.stream import MergedPrices
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class PairAnswer:
             "duration": str(q.duration),
         }
         if rank_as_of is not None:
-            self.head["rank_as_of"] = iso_times([rank_as_of])[0]
+            self.head["rank_as_of"] = iso_time(rank_as_of)
         self._rank_missing = rank_missing
         self._owners = owners
         self._merged = merged
