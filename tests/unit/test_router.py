@@ -169,13 +169,6 @@ async def test_openapi_lists_pair_endpoint() -> None:
     assert "/shards" in schema["paths"]
 
 
-async def test_metrics_count_requests() -> None:
-    async with router(faulty(set())) as client:
-        await client.get("/btcusd")
-        text = (await client.get("/metrics")).text
-    assert 'federation_requests_total{route="pair",status="200"} 1.0' in text
-
-
 async def test_shards_show_the_spool_of_an_ingester_on_this_host(tmp_path: Path) -> None:
     (tmp_path / "shard-b").mkdir()
     (tmp_path / "shard-b" / "status.json").write_text('{"batches": 3, "points": 42}')
