@@ -228,5 +228,4 @@ def create_app(
         exception_handlers={APIError: api_error, HTTPException: http_error},
     )
     app.state.settings = settings
-    app.state.shard_map = shard_map
     return app
