@@ -5,6 +5,7 @@ in tests/integration."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -126,6 +127,19 @@ async def test_pair_with_missing_shard_is_partial_and_names_it(
         body = (await client.get("/btcusd")).json()
     assert (body["partial"], body["missing_shards"]) == (True, ["shard-b"])
     assert [p["exchange"] for p in body["prices"]] == ["shard-a", "shard-c"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/btcusd", "/btcusd?strict=true", "/pairs"], ids=["pair", "strict", "pairs"]
+)
+async def test_answer_lacking_a_shard_logs_one_warning_naming_it_and_why(
+    caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    async with router(faulty({"shard-b"})) as client:
+        await client.get(path)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "shard-b (" in warning
+    assert "connection refused" in warning
 
 
 async def test_pair_strict_with_missing_shard_is_503() -> None:

@@ -1,4 +1,4 @@
-"""The router's request metrics (ASGI middleware)."""
+"""The router's request metrics (ASGI middleware) and its count of partial answers."""
 
 from __future__ import annotations
 
@@ -68,3 +68,24 @@ async def test_requests_are_counted_by_route_template_and_status(
         await client.get(path)
         text = (await client.get("/metrics")).text
     assert f'federation_requests_total{{route="{route}",status="{status}"}} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("path", "down", "replication", "partial"),
+    [
+        ("/btcusd", {"shard-b"}, 1, 1),
+        ("/pairs", {"shard-b"}, 1, 1),
+        ("/btcusd", set(), 1, 0),
+        ("/pairs", set(), 1, 0),
+        ("/btcusd", {"shard-b"}, 2, 0),
+        ("/btcusd?strict=true", {"shard-b"}, 1, 0),
+    ],
+    ids=["pair-down", "pairs-down", "pair-complete", "pairs-complete", "replicated", "strict"],
+)
+async def test_answers_sent_partial_are_counted(
+    path: str, down: set[str], replication: int, partial: int
+) -> None:
+    async with router(faulty(down), replication) as client:
+        await client.get(path)
+        text = (await client.get("/metrics")).text
+    assert f"federation_partial_answers_total {partial}.0" in text
