@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,8 +36,6 @@ from alerts.types import NewSubscription, Subscription
 from federation.core.clock import now_ms
 from federation.core.errors import BadParameter, NotFound
 from federation.core.inputs import parse_id, reject_unknown
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 MAX_BODY = 16_384
 MAX_URL = 2048
@@ -255,16 +253,11 @@ async def events(request: Request) -> Response:
     return _json({"subscription_id": sub.id, "events": [e.public() for e in found]})
 
 
-def _same(name: str, endpoint: Endpoint) -> Endpoint:
-    return endpoint
-
-
-def routes(wrap: Callable[[str, Endpoint], Endpoint] = _same) -> list[Route]:
-    """The endpoints; ``wrap`` (the router's metrics timer) is applied to each."""
+def routes() -> list[Route]:
     return [
-        Route("/alerts", wrap("alerts_create", create), methods=["POST"]),
-        Route("/alerts", wrap("alerts_list", list_all), methods=["GET"]),
-        Route("/alerts/{id}", wrap("alerts_get", get_one), methods=["GET"]),
-        Route("/alerts/{id}", wrap("alerts_delete", delete), methods=["DELETE"]),
-        Route("/alerts/{id}/events", wrap("alerts_events", events), methods=["GET"]),
+        Route("/alerts", create, methods=["POST"]),
+        Route("/alerts", list_all, methods=["GET"]),
+        Route("/alerts/{id}", get_one, methods=["GET"]),
+        Route("/alerts/{id}", delete, methods=["DELETE"]),
+        Route("/alerts/{id}/events", events, methods=["GET"]),
     ]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +27,7 @@ import pandas as pd
 from alerts.types import AlertPayload, CrossingKey, Metric, Subscription, window_text
 from alerts.window import NEVER, Index, WindowStats
 from federation.core.clock import now_ms
+from federation.core.timefmt import iso_time
 
 # Event ids are uuid5 of what the alert is about, so the same alert found twice (two
 # ingesters, a replayed tick) is the same outbox row and the same id for receivers.
@@ -35,11 +35,6 @@ EVENT_NAMESPACE = uuid.UUID("5d0c8f8e-8a55-4d7e-9a57-2f1c0a6f3b21")
 _ROW: dict[Metric, int] = {"price": 0, "volume": 1}
 
 Bools = npt.NDArray[np.bool_]
-
-
-def iso_time(time_ms: int) -> str:
-    stamp = datetime.fromtimestamp(time_ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
 
 
 def event_id(subscription_id: str, exchange: str, pair: str, metric: str, time_ms: int) -> str:

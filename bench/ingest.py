@@ -37,6 +37,7 @@ from bench.report import IMG, write_section
 from federation.core.clock import now_ms
 from federation.core.influx import clients_for, ensure_databases
 from federation.core.lineproto import batches, to_lines
+from federation.core.logs import setup_logging
 from federation.core.shardmap import Shard, ShardMap
 from federation.tools.localcluster import LocalCluster, free_port
 from ingest.loop import Ingester
@@ -323,5 +324,5 @@ async def bench(quick: bool) -> str:
 
 
 def main(quick: bool) -> None:
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging("warning")
     write_section("ingest", asyncio.run(bench(quick)))

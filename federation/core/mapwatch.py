@@ -19,6 +19,7 @@ from pathlib import Path
 
 from federation.core.errors import ConfigError
 from federation.core.shardmap import ShardMap, load_shard_map
+from federation.core.timefmt import iso_time
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class MapWatcher:
         return {
             "map_version": self.current.version,
             "config": str(self.path),
-            "loaded_at": self.loaded_at,
+            "loaded_at": iso_time(round(self.loaded_at * 1000)),
             "last_reload_error": self.last_error,
         }
 

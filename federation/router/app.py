@@ -4,14 +4,16 @@ Routes: ``GET /{pair}`` (the original service's endpoint), ``/health`` (the proc
 lives), ``/ready`` (every shard answers ``/ping``), ``/shards``, ``/pairs``, ``/metrics``,
 ``/openapi.json`` and the alert subscriptions (``/alerts...``, from :mod:`alerts.api`).
 The shared ``httpx.AsyncClient`` and the alerts database belong to the lifespan.
+Cross-cutting work is ASGI middleware around the routes: metrics
+(:class:`~federation.router.metrics.RequestMetrics`) outside the error path
+(:mod:`federation.router.errors`), so a 500 is counted as sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -34,8 +37,9 @@ from federation.core.errors import APIError
 from federation.core.inputs import reject_unknown
 from federation.core.mapwatch import MapWatcher
 from federation.core.shardmap import ShardMap, load_shard_map
+from federation.router.errors import UnhandledErrors, api_error, http_error
 from federation.router.fanout import Federation
-from federation.router.metrics import RouterMetrics
+from federation.router.metrics import RequestMetrics, RouterMetrics
 from federation.router.params import PairQuery
 from federation.router.ranktable import RankTable
 from federation.router.settings import Settings
@@ -155,43 +159,6 @@ async def pair(request: Request) -> Response:
     return StreamingResponse(answer.body(), media_type="application/json")
 
 
-async def api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, APIError)
-    return ORJSONResponse(exc.to_json(), status_code=exc.status)
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return ORJSONResponse({"error": exc.detail, "code": "http_error"}, status_code=exc.status_code)
-
-
-async def server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
-    return ORJSONResponse({"error": "internal error", "code": "internal"}, status_code=500)
-
-
-def _timed(
-    name: str, endpoint: Callable[[Request], Awaitable[Response]]
-) -> Callable[[Request], Awaitable[Response]]:
-    async def wrapped(request: Request) -> Response:
-        metrics: RouterMetrics = request.app.state.federation.metrics
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await endpoint(request)
-            status = response.status_code
-            return response
-        except APIError as exc:
-            status = exc.status
-            raise
-        finally:
-            metrics.request_seconds.labels(name).observe(time.perf_counter() - started)
-            metrics.requests.labels(name, str(status)).inc()
-
-    wrapped.__doc__ = endpoint.__doc__
-    return wrapped
-
-
 def create_app(
     shard_map: ShardMap | None = None,
     settings: Settings | None = None,
@@ -204,6 +171,7 @@ def create_app(
     alerts = alerts or AlertSettings.from_env(config_path=settings.config_path)
     from_file = shard_map is None  # only a map read from its file is watched for changes
     shard_map = shard_map or load_shard_map(settings.config_path)
+    router_metrics = RouterMetrics()  # the middleware counts into it before the lifespan runs
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -217,6 +185,7 @@ def create_app(
                 http,
                 shard_timeout=settings.shard_timeout,
                 deadline_s=settings.deadline_s,
+                metrics=router_metrics,
             )
             app.state.federation = federation
             stop = asyncio.Event()
@@ -243,20 +212,20 @@ def create_app(
                 await asyncio.gather(*tasks)
 
     routes = [
-        Route("/health", _timed("health", health)),
-        Route("/ready", _timed("ready", ready)),
-        Route("/shards", _timed("shards", shards)),
-        Route("/pairs", _timed("pairs", pairs)),
+        Route("/health", health),
+        Route("/ready", ready),
+        Route("/shards", shards),
+        Route("/pairs", pairs),
         Route("/metrics", metrics, include_in_schema=False),
         Route("/openapi.json", openapi, include_in_schema=False),
-        *alert_routes(_timed),  # before the /{pair} catch-all
-        Route("/{pair}", _timed("pair", pair)),
+        *alert_routes(),  # before the /{pair} catch-all
+        Route("/{pair}", pair),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={APIError: api_error, HTTPException: http_error, 500: server_error},
+        middleware=[Middleware(RequestMetrics, router_metrics), Middleware(UnhandledErrors)],
+        exception_handlers={APIError: api_error, HTTPException: http_error},
     )
     app.state.settings = settings
-    app.state.shard_map = shard_map
     return app

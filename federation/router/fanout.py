@@ -4,7 +4,9 @@ timeout, and the answers combined.
 A shard that fails or times out is reported as missing, never raised: the caller
 decides whether the missing shards matter. They do for one pair's prices only when
 every owner of the pair is missing, and for the rank when at least ``replication``
-shards are (fewer cannot hide every copy of any series).
+shards are (fewer cannot hide every copy of any series). Each shard's failure is logged
+at DEBUG where it happens; an answer that ends partial is counted and logged once, as
+one WARNING naming every shard it lacks and why.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -24,16 +26,27 @@ from federation.core import influxql
 from federation.core.errors import NotFound, ShardError, ShardsUnavailable
 from federation.core.influx import InfluxClient, clients_for, ensure_databases, parse_series_key
 from federation.core.shardmap import ShardMap
+from federation.core.timefmt import iso_time
 from federation.core.types import Series
 from federation.router.metrics import RouterMetrics
 from federation.router.params import PairQuery
 from federation.router.rank import rank_of, table_from_series
 from federation.router.ranktable import RankTable
-from federation.router.rows import Row, encode_points, iso_times
+from federation.router.rows import Row, encode_points
 from federation.router.stream import MergedPrices
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def _shards_and_why(missing: Mapping[str, str]) -> str:
+    return ", ".join(f"{name} ({why})" for name, why in sorted(missing.items()))
+
+
+def _ended_partial(metrics: RouterMetrics, answer: str, missing: Mapping[str, str]) -> None:
+    """Count an answer sent partial, and say so once, naming its missing shards and why."""
+    metrics.partial_answers.inc()
+    log.warning("partial answer to %s: missing %s", answer, _shards_and_why(missing))
 
 
 class PairAnswer:
@@ -45,31 +58,35 @@ class PairAnswer:
         q: PairQuery,
         rank: tuple[int, int] | None,
         rank_as_of: int | None,
-        rank_missing: set[str],
+        rank_missing: dict[str, str],
         owners: list[str],
         merged: MergedPrices,
         first: list[Row] | None,
         rest: AsyncGenerator[list[Row], None],
+        metrics: RouterMetrics,
     ) -> None:
+        self.request = f"GET /{q.pair}"
         self.head: dict[str, Any] = {
             "pair": q.pair,
             "rank": None if rank is None else f"{rank[0]}/{rank[1]}",
             "duration": str(q.duration),
         }
         if rank_as_of is not None:
-            self.head["rank_as_of"] = iso_times([rank_as_of])[0]
+            self.head["rank_as_of"] = iso_time(rank_as_of)
         self._rank_missing = rank_missing
         self._owners = owners
         self._merged = merged
         self._pending: list[list[Row]] = [first] if first else []
         self._rest = rest
+        self._metrics = metrics
 
-    def missing(self) -> list[str]:
-        """Shards whose absence may have changed this answer (so far)."""
-        missing = set(self._rank_missing)
+    def missing(self) -> dict[str, str]:
+        """Shards whose absence may have changed this answer (so far), and why each is
+        missing."""
+        missing = dict(self._rank_missing)
         if all(name in self._merged.missing for name in self._owners):
-            missing |= set(self._merged.missing)
-        return sorted(missing)
+            missing.update(self._merged.missing)
+        return missing
 
     async def read_all(self) -> None:
         self._pending.extend([batch async for batch in self._rest])
@@ -88,7 +105,10 @@ class PairAnswer:
         finally:
             await self._merged.aclose()
         missing = self.missing()
-        yield b"]," + orjson.dumps({"partial": bool(missing), "missing_shards": missing})[1:]
+        if missing:
+            _ended_partial(self._metrics, self.request, missing)
+        tail = {"partial": bool(missing), "missing_shards": sorted(missing)}
+        yield b"]," + orjson.dumps(tail)[1:]
 
 
 @dataclass
@@ -152,7 +172,7 @@ class Federation:
             value = await asyncio.wait_for(call(client), timeout=self.shard_timeout)
         except (ShardError, TimeoutError) as exc:
             reason = str(exc) or f"no answer within {self.shard_timeout}s"
-            log.warning("shard %s missing from an answer: %s", client.name, reason)
+            log.debug("shard %s missing from an answer: %s", client.name, reason)
             self.metrics.shard_failures.labels(client.name).inc()
             return False, reason
         self.metrics.shard_seconds.labels(client.name).observe(time.perf_counter() - started)
@@ -166,25 +186,29 @@ class Federation:
         found = await self.gather(self._query(query))
         return list(found.answers.values()), set(found.missing)
 
-    async def _rank(self, q: PairQuery) -> tuple[tuple[int, int] | None, int | None, set[str]]:
-        """(rank, as-of time when precomputed, shards whose absence may change it)."""
+    async def _rank(
+        self, q: PairQuery
+    ) -> tuple[tuple[int, int] | None, int | None, dict[str, str]]:
+        """(rank, as-of time when precomputed, shards whose absence may change it and why)."""
         if self.ranks is not None and not self.ranks.tried.is_set():
             # The first table is being built: sharing it beats a full scan per request.
             # If it fails, the rank is computed per request until a refresh succeeds.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.ranks.tried.wait(), self.deadline_s)
         snapshot = await self.ranks.snapshot(q.duration) if self.ranks else None
+        missing: dict[str, str]
         if snapshot is None:
-            answers, missing = await self.gather_answers(
-                influxql.stddev_query(q.duration, q.exchange)
-            )
-            table, as_of = table_from_series(a[0] for a in answers), None
+            found = await self.gather(self._query(influxql.stddev_query(q.duration, q.exchange)))
+            table, as_of = table_from_series(a[0] for a in found.answers.values()), None
+            missing = found.missing
         else:
-            table, as_of, missing = snapshot.table, snapshot.as_of, snapshot.missing
+            table, as_of = snapshot.table, snapshot.as_of
+            why = f"not in the rank table as of {iso_time(as_of)}"
+            missing = dict.fromkeys(snapshot.missing, why)
             if q.exchange is not None:
                 table = table[table["exchange"].to_numpy() == q.exchange]
         if len(missing) < self.shard_map.replication:
-            missing = set()  # every series still has a copy on a shard that answered
+            missing = {}  # every series still has a copy on a shard that answered
         return rank_of(table, q.pair), as_of, missing
 
     async def pair_answer(self, q: PairQuery) -> PairAnswer:
@@ -200,17 +224,24 @@ class Federation:
             first, (rank, as_of, rank_missing) = await asyncio.gather(
                 anext(batches, None), self._rank(q)
             )
+            owners = self.shard_map.owners(q.pair)
             answer = PairAnswer(
-                q, rank, as_of, rank_missing, self.shard_map.owners(q.pair), merged, first, batches
+                q, rank, as_of, rank_missing, owners, merged, first, batches, self.metrics
             )
             if first is None and rank is None and not answer.missing():
                 await self._raise_if_unknown(q)
             if q.strict:
                 await answer.read_all()
-                if answer.missing():
+                missing = answer.missing()
+                if missing:
+                    log.warning(
+                        "refused %s (strict=true): missing %s",
+                        answer.request,
+                        _shards_and_why(missing),
+                    )
                     raise ShardsUnavailable(
                         "shards did not answer and strict=true was asked",
-                        missing_shards=answer.missing(),
+                        missing_shards=sorted(missing),
                     )
         except BaseException:
             await batches.aclose()
@@ -240,6 +271,8 @@ class Federation:
                     if "pair" in tags and "exchange" in tags:
                         exchanges.setdefault(tags["pair"], set()).add(tags["exchange"])
         missing = sorted(found.missing)
+        if missing:
+            _ended_partial(self.metrics, "GET /pairs", found.missing)
         return {
             "count": len(exchanges),
             "pairs": [{"pair": p, "exchanges": sorted(exchanges[p])} for p in sorted(exchanges)],

@@ -1,8 +1,15 @@
-"""Prometheus metrics of the router, in a registry of the app's own (tests build many apps)."""
+"""Prometheus metrics of the router, in a registry of the app's own (tests build many apps),
+and the ASGI middleware that counts and times every request."""
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+UNMATCHED = "unmatched"  # the route label of a path no route matches (a bounded label set)
 
 
 class RouterMetrics:
@@ -16,7 +23,7 @@ class RouterMetrics:
         )
         self.request_seconds = Histogram(
             "federation_request_seconds",
-            "Time to answer a request",
+            "Time to answer a request, to the last byte of its body",
             ["route"],
             registry=self.registry,
         )
@@ -35,3 +42,48 @@ class RouterMetrics:
         self.partial_answers = Counter(
             "federation_partial_answers", "Answers flagged partial", registry=self.registry
         )
+
+
+class RequestMetrics:
+    """Every HTTP request counted and timed, by the matched route's path template
+    (``/{pair}``, ``/alerts/{id}``) and the status sent.
+
+    It wraps ``send``: a request is timed from the call until its last body message is
+    sent, so a streamed answer is timed whole, or until the app fails or returns (the
+    client went away). The template is what Starlette's router put in ``scope["route"]``
+    (the scope is shared down the stack)."""
+
+    def __init__(self, app: ASGIApp, metrics: RouterMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the server sends for an app that fails before answering
+        observed = False
+
+        def observe() -> None:
+            nonlocal observed
+            if observed:
+                return
+            observed = True
+            route = scope.get("route")
+            label = route.path if isinstance(route, Route) else UNMATCHED
+            self.metrics.request_seconds.labels(label).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(label, str(status)).inc()
+
+        async def timed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                observe()
+
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            observe()

@@ -30,6 +30,7 @@ import pandas as pd
 from federation.core import influxql
 from federation.core.durations import Duration
 from federation.core.influxql import MEASUREMENT, quote_ident
+from federation.core.timefmt import iso_time
 from federation.core.types import Series
 from federation.router import moments
 from federation.router.rank import sort_table, table_from_series
@@ -115,6 +116,9 @@ class RankTable:
             self._cache[seconds].set_result(snapshot)
         self.as_of = t
         self.ready.set()
+        lacking = sorted(set().union(*(s.missing for s in snapshots.values())))
+        if lacking:  # once per refresh; each shard's failure is logged at DEBUG
+            log.warning("rank table as of %s lacks shards %s", iso_time(t), ", ".join(lacking))
         log.info(
             "rank refreshed as of %s in %.2fs (%d hours held)",
             pd.Timestamp(t, unit="ms"),

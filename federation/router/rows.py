@@ -3,7 +3,7 @@
 
 This runs for every point of every answer, so rows stay the lists InfluxDB's JSON
 decodes to, ordering uses a C key function, and a time is formatted once however many
-exchanges share it.
+exchanges share it (:func:`federation.core.timefmt.iso_times`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import Any, TypedDict
 
-import numpy as np
 import orjson
 
+from federation.core.timefmt import iso_times
 from federation.core.types import Series
 
 
@@ -43,17 +43,6 @@ def rows_from_series(series: list[Series]) -> list[Row]:
     # InfluxDB sends time order already; on ordered input this is a single pass.
     rows.sort(key=ORDER)
     return rows
-
-
-def iso_times(epoch_ms: list[int]) -> list[str]:
-    """``2022-10-11T01:20:02.951Z`` for each epoch-millisecond time, each distinct time
-    formatted once (many exchanges share a tick's time)."""
-    if not epoch_ms:
-        return []
-    distinct = list(dict.fromkeys(epoch_ms))
-    stamps = np.array(distinct, dtype="int64").astype("datetime64[ms]")
-    text = dict(zip(distinct, np.datetime_as_string(stamps, unit="ms").tolist(), strict=True))
-    return [text[t] + "Z" for t in epoch_ms]
 
 
 def to_points(rows: list[Row]) -> list[PricePoint]:

@@ -68,7 +68,7 @@ class MergedPrices:
                 if timeout > 0
                 else f"the answer's deadline ({self._deadline_s:g}s) passed"
             )
-            log.warning("shard %s missing from a price stream: %s", name, reason)
+            log.debug("shard %s missing from a price stream: %s", name, reason)
             self.missing[name] = reason
             self._active.discard(name)
             await self._close(name)

@@ -33,7 +33,7 @@ from rich.progress import (
 from federation.core.durations import Duration
 from federation.core.errors import ConfigError, FederationError
 from federation.core.influx import clients_for
-from federation.core.logs import setup_logging
+from federation.core.logs import setup_logging, uvicorn_log_config
 from federation.core.shardmap import load_shard_map
 from federation.tools.localcluster import LocalCluster, die_with_parent
 from federation.tools.rebalance import Move, Rebalancer, format_plan
@@ -91,6 +91,7 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level.lower(),
+        log_config=uvicorn_log_config(args.log_level),
     )
     return 0
 

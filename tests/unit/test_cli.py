@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import contextlib
+import os
+import pty
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from federation.tools.cli import main
+from federation.tools.localcluster import free_port
 
 
 @pytest.mark.parametrize(
@@ -23,3 +32,51 @@ def test_cli_bad_input_exits_2_naming_it(
     config.write_text(f"shards:\n  - {{name: a, url: '{url}'}}\n")
     assert main(["--config", str(config), *argv]) == 2
     assert message in caplog.text
+
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: \S")
+
+
+def test_serve_logs_every_line_in_the_project_format_even_on_a_terminal(tmp_path: Path) -> None:
+    config = tmp_path / "shards.yaml"
+    config.write_text("shards:\n  - {name: a, url: 'http://127.0.0.1:9'}\n")
+    lines = serve_once(config, "/health").splitlines()
+    assert any("uvicorn.access" in line and "GET /health" in line for line in lines)
+    assert [line for line in lines if not LOG_LINE.match(line)] == []  # no colour codes either
+
+
+def serve_once(config: Path, path: str) -> str:
+    """What ``federation serve`` writes to stderr, a terminal (where uvicorn's own logging
+    would colour), while it answers one request."""
+    port = free_port()
+    terminal, stderr = pty.openpty()
+    root = str(Path(__file__).parents[2])
+    command = [sys.executable, "-m", "federation", "--config", str(config), "serve"]
+    with subprocess.Popen(
+        [*command, "--port", str(port)], stderr=stderr, env=os.environ | {"PYTHONPATH": root}
+    ) as serve:
+        os.close(stderr)
+        try:
+            wait_for(f"http://127.0.0.1:{port}{path}", timeout=30)
+        finally:
+            serve.terminate()
+    return read_all(terminal).decode()
+
+
+def wait_for(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(url, timeout=5)
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing answered {url} within {timeout}s")
+
+
+def read_all(fd: int) -> bytes:
+    chunks = []
+    with contextlib.suppress(OSError):  # EIO: the other end is closed and drained
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,13 @@ async def test_check_keeps_the_old_map_on_a_bad_file(tmp_path: Path, bad: str) -
     assert await watcher.check() is False
     assert (applied, watcher.current) == ([], old)
     assert watcher.last_error is not None
+
+
+async def test_status_says_when_the_map_was_loaded_as_an_iso_time(tmp_path: Path) -> None:
+    watcher, _ = await watcher_on(tmp_path, TWO)
+    loaded_at = str(watcher.status()["loaded_at"])
+    assert loaded_at.endswith("Z")
+    assert abs(datetime.fromisoformat(loaded_at).timestamp() - time.time()) < 60
 
 
 async def test_check_of_an_unchanged_file_applies_nothing(tmp_path: Path) -> None:

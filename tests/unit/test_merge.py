@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 
 from federation.core.types import Series
-from federation.router.rows import encode_points, iso_times, rows_from_series, to_points
+from federation.router.rows import encode_points, rows_from_series, to_points
 
 
 def answer(
@@ -22,14 +22,6 @@ def test_rows_are_ordered_by_time_then_exchange() -> None:
 def test_rows_follow_columns_in_any_order() -> None:
     rows = rows_from_series(answer((1000, 1.5, "a"), columns=("exchange", "time", "price")))
     assert rows == [[1000, 1.5, "a"]]
-
-
-def test_iso_times_have_milliseconds_and_z() -> None:
-    assert iso_times([1665451202951, 0, 1665451202951]) == [
-        "2022-10-11T01:20:02.951Z",
-        "1970-01-01T00:00:00.000Z",
-        "2022-10-11T01:20:02.951Z",
-    ]
 
 
 def test_points_have_the_original_shape() -> None:

@@ -5,6 +5,7 @@ in tests/integration."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -128,6 +129,19 @@ async def test_pair_with_missing_shard_is_partial_and_names_it(
     assert [p["exchange"] for p in body["prices"]] == ["shard-a", "shard-c"]
 
 
+@pytest.mark.parametrize(
+    "path", ["/btcusd", "/btcusd?strict=true", "/pairs"], ids=["pair", "strict", "pairs"]
+)
+async def test_answer_lacking_a_shard_logs_one_warning_naming_it_and_why(
+    caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    async with router(faulty({"shard-b"})) as client:
+        await client.get(path)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "shard-b (" in warning
+    assert "connection refused" in warning
+
+
 async def test_pair_strict_with_missing_shard_is_503() -> None:
     async with router(faulty({"shard-a"})) as client:
         response = await client.get("/btcusd?strict=true")
@@ -167,13 +181,6 @@ async def test_openapi_lists_pair_endpoint() -> None:
         schema = (await client.get("/openapi.json")).json()
     assert "/{pair}" in schema["paths"]
     assert "/shards" in schema["paths"]
-
-
-async def test_metrics_count_requests() -> None:
-    async with router(faulty(set())) as client:
-        await client.get("/btcusd")
-        text = (await client.get("/metrics")).text
-    assert 'federation_requests_total{route="pair",status="200"} 1.0' in text
 
 
 async def test_shards_show_the_spool_of_an_ingester_on_this_host(tmp_path: Path) -> None:
