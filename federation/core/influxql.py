@@ -28,7 +28,7 @@ from federation.core.durations import Duration
 MEASUREMENT = "price"
 
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
-P = ParamSpec("P")
+_P = ParamSpec("_P")
 
 
 def _escape(value: str, quote: str) -> str:
@@ -78,13 +78,13 @@ class TimeRange:
 CATALOGUE: dict[str, Callable[..., Statement]] = {}
 
 
-def _catalogued(build: Callable[P, str]) -> Callable[P, Statement]:
+def _catalogued(build: Callable[_P, str]) -> Callable[_P, Statement]:
     """Make ``build`` return a :class:`Statement` of its text, its name as the kind and
     its arguments (defaults included) as the args; list it in :data:`CATALOGUE`."""
     signature = inspect.signature(build)
 
     @functools.wraps(build)
-    def statement(*args: P.args, **kwargs: P.kwargs) -> Statement:
+    def statement(*args: _P.args, **kwargs: _P.kwargs) -> Statement:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         return Statement(

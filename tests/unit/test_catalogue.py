@@ -139,8 +139,18 @@ def test_only_the_catalogue_holds_influxql() -> None:
 
 # Quoting: every catalogue function, its string arguments hostile.
 
-HOSTILE = ["a'b", 'a"b', "a\\b", "a\nb", "a b", "a;b", "x' OR ''='", '\\\'; DROP DATABASE "c" --']
+HOSTILE = {
+    "quote": "a'b",
+    "double-quote": 'a"b',
+    "backslash": "a\\b",
+    "newline": "a\nb",
+    "space": "a b",
+    "semicolon": "a;b",
+    "or-injection": "x' OR ''='",
+    "drop-injection": '\\\'; DROP DATABASE "c" --',
+}
 BENIGN = "abc"
+NUMBER = 1_700_000_000_000
 
 
 def _literals(text: str) -> tuple[str, list[str]]:
@@ -170,13 +180,16 @@ def _literals(text: str) -> tuple[str, list[str]]:
     return "".join(skeleton), contents
 
 
-def _arguments(build: Callable[..., Statement], text: str) -> dict[str, object]:
-    """Arguments for ``build``: ``text`` for every string, plain values for the rest."""
+def _arguments(
+    build: Callable[..., Statement], text: str, number: object = NUMBER
+) -> dict[str, object]:
+    """Arguments for ``build``: ``text`` for every string, ``number`` for every time or
+    count (in a TimeRange too), plain values for the rest."""
     examples: dict[object, object] = {
-        int: 1_700_000_000_000,
+        int: number,
         bool: True,
         Duration: Duration(1, "h"),
-        TimeRange: TimeRange(1_700_000_000_000, 1_700_003_600_000),
+        TimeRange: TimeRange(number, number),  # type: ignore[arg-type]
     }
     hints = typing.get_type_hints(inspect.unwrap(build))
     hints.pop("return")
@@ -192,7 +205,7 @@ WITH_TEXT = sorted(
 )
 
 
-@pytest.mark.parametrize("hostile", HOSTILE, ids=range(len(HOSTILE)))
+@pytest.mark.parametrize("hostile", HOSTILE.values(), ids=HOSTILE.keys())
 @pytest.mark.parametrize("kind", WITH_TEXT)
 def test_catalogue_quotes_hostile_values_whole(kind: str, hostile: str) -> None:
     build = CATALOGUE[kind]
@@ -208,6 +221,18 @@ def test_catalogue_statement_names_its_kind_and_arguments(kind: str) -> None:
     arguments = _arguments(build, BENIGN)
     statement = build(**arguments)
     assert (statement.kind, dict(statement.args)) == (kind, arguments)
+
+
+WITH_NUMBER = sorted(
+    k for k, build in CATALOGUE.items() if _arguments(build, BENIGN) != _arguments(build, BENIGN, 0)
+)
+
+
+@pytest.mark.parametrize("kind", WITH_NUMBER)
+def test_catalogue_refuses_text_where_it_writes_a_number(kind: str) -> None:
+    build = CATALOGUE[kind]
+    with pytest.raises(ValueError, match="invalid literal for int"):
+        build(**_arguments(build, BENIGN, number="1; DROP DATABASE crypto"))
 
 
 def test_catalogue_refuses_control_characters_in_values() -> None:
