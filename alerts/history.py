@@ -21,8 +21,8 @@ import pandas as pd
 
 from alerts.window import BUCKETS
 from federation.core.errors import ShardError
-from federation.core.influx import InfluxClient
-from federation.core.influxql import MEASUREMENT, quote_ident
+from federation.core.influx import ShardClient
+from federation.core.influxql import buckets_query
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +30,8 @@ COLUMNS = ["time", "price_sum", "price_count", "volume_sum", "volume_count"]
 SLICES = 6
 
 
-def buckets_query(start_ms: int, end_ms: int, bucket_s: int) -> str:
-    price, volume = quote_ident("price"), quote_ident("volume")
-    return (
-        f"SELECT SUM({price}) AS {quote_ident('price_sum')}, "
-        f"COUNT({price}) AS {quote_ident('price_count')}, "
-        f"SUM({volume}) AS {quote_ident('volume_sum')}, "
-        f"COUNT({volume}) AS {quote_ident('volume_count')} "
-        f"FROM {quote_ident(MEASUREMENT)} "
-        f"WHERE time >= {start_ms}ms AND time < {end_ms}ms "
-        f"GROUP BY time({bucket_s}s), {quote_ident('exchange')}, {quote_ident('pair')} fill(none)"
-    )
-
-
 async def load_window(
-    clients: Mapping[str, InfluxClient], window_s: int, cutoff_ms: int
+    clients: Mapping[str, ShardClient], window_s: int, cutoff_ms: int
 ) -> pd.DataFrame:
     """The buckets of the window ending at ``cutoff_ms`` (excluded): columns exchange,
     pair, time (bucket start, ms), price_sum, price_count, volume_sum, volume_count."""

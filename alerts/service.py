@@ -31,7 +31,7 @@ from alerts.outbox import Outbox
 from alerts.settings import AlertSettings
 from alerts.store import AlertStore
 from federation.core.clock import now_ms
-from federation.core.influx import InfluxClient
+from federation.core.influx import ShardClient
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class AlertService:
     def __init__(
         self,
         settings: AlertSettings,
-        clients: Mapping[str, InfluxClient] | None = None,
+        clients: Mapping[str, ShardClient] | None = None,
         *,
         store: AlertStore | None = None,
         http: httpx.AsyncClient | None = None,

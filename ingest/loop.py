@@ -26,8 +26,8 @@ from typing import Protocol
 import pandas as pd
 
 from federation.core.clock import now_ms
-from federation.core.influx import InfluxClient
-from federation.core.influxql import MEASUREMENT, quote_ident
+from federation.core.influx import ShardClient
+from federation.core.influxql import latest_point_query
 from ingest.errors import SourceError
 from ingest.source import Snapshot, Source, validate
 from ingest.writer import ShardWriter, WriteReport
@@ -60,12 +60,9 @@ class _Wrapped:
         return None
 
 
-async def latest_point_ms(clients: Mapping[str, InfluxClient], window_s: int) -> int | None:
+async def latest_point_ms(clients: Mapping[str, ShardClient], window_s: int) -> int | None:
     """The newest point time on any answering shard within the window, or None."""
-    query = (
-        f"SELECT LAST({quote_ident('price')}) FROM {quote_ident(MEASUREMENT)} "
-        f"WHERE time > now() - {window_s}s"
-    )
+    query = latest_point_query(window_s)
     answers = await asyncio.gather(
         *(c.query(query) for c in clients.values()), return_exceptions=True
     )

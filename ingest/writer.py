@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from federation.core.errors import ShardError, ShardRejected, ShardUnavailable
-from federation.core.influx import InfluxClient
+from federation.core.influx import ShardClient
 from federation.core.lineproto import batches, finite_rows, to_lines
 from federation.core.shardmap import ShardMap
 from ingest.spool import Spool
@@ -82,7 +82,7 @@ class ShardWriter:
     def __init__(
         self,
         shard_map: ShardMap,
-        clients: Mapping[str, InfluxClient],
+        clients: Mapping[str, ShardClient],
         *,
         spool: Spool | None = None,
         batch_lines: int = 5000,
@@ -103,7 +103,7 @@ class ShardWriter:
         if spool is not None:
             spool.open_all([s.name for s in shard_map.shards])
 
-    def set_map(self, shard_map: ShardMap, clients: Mapping[str, InfluxClient]) -> None:
+    def set_map(self, shard_map: ShardMap, clients: Mapping[str, ShardClient]) -> None:
         """Write by a new map from the next frame on. Clients of shards that left it stay
         known, so batches still spooled for them keep draining."""
         self.clients = {**self.clients, **clients}
@@ -215,7 +215,7 @@ class ShardWriter:
         except OSError as exc:
             log.error("%s: cannot write the dead-letter file: %s", name, exc)
 
-    async def _post(self, client: InfluxClient, body: bytes) -> _Failure | None:
+    async def _post(self, client: ShardClient, body: bytes) -> _Failure | None:
         """Write one body; with a spool, once (the drainer retries), else with retries."""
         retries = 0 if self.spool is not None else self.retries
         created = False

@@ -6,6 +6,9 @@ timeout or 5xx is :class:`ShardUnavailable` (retry later), any other 4xx is
 :class:`ShardRejected` (retrying cannot help), and an error InfluxDB reports inside a
 200 answer is :class:`QueryError`. The ``httpx.AsyncClient`` is passed in: its owner
 (the app's lifespan, the ingester) decides its lifetime and connection limits.
+
+Callers depend on :class:`ShardClient`, the interface :class:`InfluxClient` implements,
+so tests can put a fake shard behind the same calls.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
 
+from federation.core import influxql
 from federation.core.errors import QueryError, ShardError, ShardRejected, ShardUnavailable
-from federation.core.influxql import create_database
+from federation.core.influxql import Statement
 from federation.core.shardmap import Shard, ShardMap, credentials_for
 from federation.core.types import Series
 
@@ -33,6 +37,38 @@ log = logging.getLogger(__name__)
 class Ping:
     version: str
     latency_s: float
+
+
+class ShardClient(Protocol):
+    """One shard's database, as every caller uses it. Statements come from the
+    catalogue (:mod:`federation.core.influxql`); every failure is a ``ShardError``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shard(self) -> Shard: ...
+
+    @property
+    def database(self) -> str: ...
+
+    async def ping(self) -> Ping: ...
+
+    async def write(self, body: bytes, precision: str = "ms") -> None: ...
+
+    async def query(self, statement: Statement, *, epoch: str = "ms") -> list[list[Series]]: ...
+
+    def query_chunks(
+        self, statement: Statement, *, epoch: str = "ms", chunk_size: int = 10_000
+    ) -> AsyncIterator[list[Series]]: ...
+
+    async def execute(self, statement: Statement) -> list[list[Series]]: ...
+
+    async def create_database(self) -> None: ...
+
+
+# Builds the client of one shard's database (the router is given one: tests fake shards).
+Connect = Callable[[Shard, str], ShardClient]
 
 
 class InfluxClient:
@@ -107,20 +143,20 @@ class InfluxClient:
         params = {"db": self.database, "precision": precision}
         await self._request("POST", "/write", params=params, content=body)
 
-    async def query(self, q: str, *, epoch: str = "ms") -> list[list[Series]]:
+    async def query(self, statement: Statement, *, epoch: str = "ms") -> list[list[Series]]:
         """Run read-only InfluxQL; one list of series per statement."""
-        params = {"db": self.database, "q": q, "epoch": epoch}
+        params = {"db": self.database, "q": statement.text, "epoch": epoch}
         response = await self._request("GET", "/query", params=params)
         return self._results(response)
 
     async def query_chunks(
-        self, q: str, *, epoch: str = "ms", chunk_size: int = 10_000
+        self, statement: Statement, *, epoch: str = "ms", chunk_size: int = 10_000
     ) -> AsyncIterator[list[Series]]:
         """Run one read-only statement with ``chunked=true``: its series arrive a chunk
         at a time (one JSON object per line), so no answer is ever held whole."""
         params = {
             "db": self.database,
-            "q": q,
+            "q": statement.text,
             "epoch": epoch,
             "chunked": "true",
             "chunk_size": str(chunk_size),
@@ -144,13 +180,14 @@ class InfluxClient:
         results = self._results_of(body)
         return results[0] if results else []
 
-    async def execute(self, q: str) -> list[list[Series]]:
+    async def execute(self, statement: Statement) -> list[list[Series]]:
         """Run InfluxQL that changes state (CREATE, DROP, DELETE): POST, as the API asks."""
-        response = await self._request("POST", "/query", data={"db": self.database, "q": q})
+        data = {"db": self.database, "q": statement.text}
+        response = await self._request("POST", "/query", data=data)
         return self._results(response)
 
     async def create_database(self) -> None:
-        await self.execute(create_database(self.database))
+        await self.execute(influxql.create_database(self.database))
 
     def _results(self, response: httpx.Response) -> list[list[Series]]:
         return self._results_of(self._json(response.content))
@@ -183,14 +220,14 @@ def clients_for(
 
 
 async def ensure_databases(
-    clients: Mapping[str, InfluxClient], timeout_s: float = 60.0, *, required: bool = True
+    clients: Mapping[str, ShardClient], timeout_s: float = 60.0, *, required: bool = True
 ) -> None:
     """Create the database on every shard (idempotent), waiting for shards still starting.
     A shard still failing after ``timeout_s`` raises, unless not ``required``: then it is
     logged and left (the ingester's spool creates it before replaying; a reader sees the
     shard as missing until it is there)."""
 
-    async def one(client: InfluxClient) -> None:
+    async def one(client: ShardClient) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             try:

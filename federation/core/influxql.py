@@ -1,20 +1,34 @@
-"""InfluxQL text, built safely.
+"""The InfluxQL catalogue: every statement the project sends to a shard is built by a
+named function of this module, and no other module writes InfluxQL.
 
 Every identifier goes through :func:`quote_ident` and every string literal through
 :func:`quote_literal`, so no caller-supplied string reaches a shard unescaped (the
 router validates its inputs as well; this is the second wall, not the only one).
-Durations are rendered from parsed numbers, never copied from input.
+Durations are rendered from parsed numbers, never copied from input, and times are
+integers with their unit (``1700000000000ms``).
+
+Each function returns a :class:`Statement`: the text sent, and what built it (``kind``,
+the function's name, and ``args``, its arguments by name). A real shard is sent the
+text; a fake one answers by kind and arguments, so no test depends on how the text is
+spelled. :data:`CATALOGUE` lists the functions, so tests can go through every one.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import ParamSpec
 
 from federation.core.durations import Duration
 
 MEASUREMENT = "price"
 
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+_P = ParamSpec("_P")
 
 
 def _escape(value: str, quote: str) -> str:
@@ -35,48 +49,221 @@ def quote_literal(value: str) -> str:
     return "'" + _escape(value, "'") + "'"
 
 
-def since(duration: Duration) -> str:
-    """The WHERE condition selecting the window that ends now."""
+@dataclass(frozen=True)
+class Statement:
+    """InfluxQL text (one statement, or several separated by ``;`` whose answer has one
+    result each), with the catalogue function that built it and its arguments."""
+
+    text: str
+    kind: str
+    args: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Epoch milliseconds from ``start_ms`` to ``end_ms``, each end included or not."""
+
+    start_ms: int
+    end_ms: int
+    start_inclusive: bool = True
+    end_inclusive: bool = False
+
+    def condition(self) -> str:
+        return (
+            f"time {'>=' if self.start_inclusive else '>'} {_time(self.start_ms, 'ms')} AND "
+            f"time {'<=' if self.end_inclusive else '<'} {_time(self.end_ms, 'ms')}"
+        )
+
+
+CATALOGUE: dict[str, Callable[..., Statement]] = {}
+
+
+def _catalogued(build: Callable[_P, str]) -> Callable[_P, Statement]:
+    """Make ``build`` return a :class:`Statement` of its text, its name as the kind and
+    its arguments (defaults included) as the args; list it in :data:`CATALOGUE`."""
+    signature = inspect.signature(build)
+
+    @functools.wraps(build)
+    def statement(*args: _P.args, **kwargs: _P.kwargs) -> Statement:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return Statement(
+            build(*args, **kwargs), build.__name__, MappingProxyType(dict(bound.arguments))
+        )
+
+    CATALOGUE[build.__name__] = statement
+    return statement
+
+
+def _time(value: int, unit: str) -> str:
+    return f"{int(value)}{unit}"
+
+
+_M = quote_ident(MEASUREMENT)
+_PRICE, _VOLUME = quote_ident("price"), quote_ident("volume")
+_EXCHANGE, _PAIR = quote_ident("exchange"), quote_ident("pair")
+_BY_SERIES = f"{_EXCHANGE}, {_PAIR}"
+
+
+def _since(duration: Duration) -> str:
+    """The condition selecting the window that ends now."""
     return f"time > now() - {duration.length}"
 
 
-def where(duration: Duration, **tags: str | None) -> str:
-    parts = [since(duration)]
-    parts += [f"{quote_ident(k)} = {quote_literal(v)}" for k, v in tags.items() if v is not None]
-    return " WHERE " + " AND ".join(parts)
+def _tags(**tags: str | None) -> list[str]:
+    return [f"{quote_ident(k)} = {quote_literal(v)}" for k, v in tags.items() if v is not None]
 
 
-def prices_query(pair: str, duration: Duration, exchange: str | None = None) -> str:
-    """Every point of one pair in the window, in time order, with its exchange."""
-    return (
-        f"SELECT {quote_ident('price')}, {quote_ident('exchange')} "
-        f"FROM {quote_ident(MEASUREMENT)}" + where(duration, pair=pair, exchange=exchange)
+def _where(*conditions: str) -> str:
+    return " WHERE " + " AND ".join(conditions)
+
+
+def _pair_range_ns(pair: str, start_ns: int, end_ns: int) -> str:
+    return _where(
+        *_tags(pair=pair), f"time >= {_time(start_ns, 'ns')}", f"time <= {_time(end_ns, 'ns')}"
     )
 
 
-def stddev_query(duration: Duration, exchange: str | None = None) -> str:
-    """The sample standard deviation of price for every (exchange, pair) series."""
-    return stddev_where(where(duration, exchange=exchange))
+# Administration.
 
 
-def stddev_where(where_clause: str) -> str:
-    """:func:`stddev_query` with a WHERE clause of the caller's (`` WHERE ...``)."""
-    return (
-        f"SELECT STDDEV({quote_ident('price')}) FROM {quote_ident(MEASUREMENT)}"
-        + where_clause
-        + f" GROUP BY {quote_ident('exchange')}, {quote_ident('pair')}"
-    )
-
-
-def series_of_pair_query(pair: str, exchange: str | None = None) -> str:
-    """The series keys of one pair (any time): tells an unknown pair from a quiet one."""
-    query = f"SHOW SERIES FROM {quote_ident(MEASUREMENT)} WHERE {quote_ident('pair')} = " + (
-        quote_literal(pair)
-    )
-    if exchange is not None:
-        query += f" AND {quote_ident('exchange')} = {quote_literal(exchange)}"
-    return query
-
-
+@_catalogued
 def create_database(name: str) -> str:
     return f"CREATE DATABASE {quote_ident(name)}"
+
+
+# The router: GET /{pair}, /pairs, /shards.
+
+
+@_catalogued
+def prices_query(pair: str, duration: Duration, exchange: str | None = None) -> str:
+    """Every point of one pair in the window, in time order, with its exchange."""
+    return f"SELECT {_PRICE}, {_EXCHANGE} FROM {_M}" + _where(
+        _since(duration), *_tags(pair=pair, exchange=exchange)
+    )
+
+
+@_catalogued
+def stddev_query(duration: Duration, exchange: str | None = None) -> str:
+    """The sample standard deviation of price for every (exchange, pair) series."""
+    return (
+        f"SELECT STDDEV({_PRICE}) FROM {_M}"
+        + _where(_since(duration), *_tags(exchange=exchange))
+        + f" GROUP BY {_BY_SERIES}"
+    )
+
+
+@_catalogued
+def stddev_range_query(span: TimeRange) -> str:
+    """:func:`stddev_query` over a fixed range of time instead of the window ending now."""
+    where = _where(span.condition())
+    return f"SELECT STDDEV({_PRICE}) FROM {_M}{where} GROUP BY {_BY_SERIES}"
+
+
+@_catalogued
+def series_query() -> str:
+    """The series keys of every series (``price,exchange=...,pair=...``), any time."""
+    return f"SHOW SERIES FROM {_M}"
+
+
+@_catalogued
+def series_of_pair_query(pair: str, exchange: str | None = None) -> str:
+    """The series keys of one pair (any time): tells an unknown pair from a quiet one."""
+    return f"SHOW SERIES FROM {_M}" + _where(*_tags(pair=pair, exchange=exchange))
+
+
+@_catalogued
+def census_query() -> str:
+    """Two results: the number of series, and every pair (``SHOW TAG VALUES`` rows)."""
+    cardinality = f"SHOW SERIES EXACT CARDINALITY FROM {_M}"
+    return f"{cardinality}; SHOW TAG VALUES FROM {_M} WITH KEY = {_PAIR}"
+
+
+# The rank table.
+
+
+@_catalogued
+def hour_counts_query(span: TimeRange) -> str:
+    """Points per hour (all series together) in the range; hours without points absent."""
+    where = _where(span.condition())
+    return f"SELECT COUNT({_PRICE}) FROM {_M}{where} GROUP BY time(1h) fill(none)"
+
+
+@_catalogued
+def moments_query(span: TimeRange, by_hour: bool = False) -> str:
+    """COUNT, MEAN and STDDEV of price per series (and per hour) in the range."""
+    group = "time(1h), " if by_hour else ""
+    return (
+        f"SELECT COUNT({_PRICE}), MEAN({_PRICE}), STDDEV({_PRICE}) FROM {_M}"
+        + _where(span.condition())
+        + f" GROUP BY {group}{_BY_SERIES}"
+        + (" fill(none)" if by_hour else "")
+    )
+
+
+# The ingester and the alerts.
+
+
+@_catalogued
+def latest_point_query(window_s: int) -> str:
+    """The newest point within the last ``window_s`` seconds (its time is the row's)."""
+    return f"SELECT LAST({_PRICE}) FROM {_M}" + _where(f"time > now() - {_time(window_s, 's')}")
+
+
+@_catalogued
+def buckets_query(start_ms: int, end_ms: int, bucket_s: int) -> str:
+    """Sums and counts of price and volume per epoch-aligned bucket and series in
+    [start, end); buckets without points absent."""
+    return (
+        f"SELECT SUM({_PRICE}) AS {quote_ident('price_sum')}, "
+        f"COUNT({_PRICE}) AS {quote_ident('price_count')}, "
+        f"SUM({_VOLUME}) AS {quote_ident('volume_sum')}, "
+        f"COUNT({_VOLUME}) AS {quote_ident('volume_count')} FROM {_M}"
+        + _where(TimeRange(start_ms, end_ms).condition())
+        + f" GROUP BY time({_time(bucket_s, 's')}), {_BY_SERIES} fill(none)"
+    )
+
+
+# The rebalance (its times are epoch nanoseconds, asked with epoch=ns).
+
+
+@_catalogued
+def pair_counts_query() -> str:
+    """Points per series, any time."""
+    return f"SELECT COUNT({_PRICE}) FROM {_M} GROUP BY {_PAIR}, {_EXCHANGE}"
+
+
+@_catalogued
+def field_keys_query() -> str:
+    return f"SHOW FIELD KEYS FROM {_M}"
+
+
+@_catalogued
+def pair_bounds_query(pair: str) -> str:
+    """Two results: the first and the last point of the pair (their times are the rows')."""
+    where = _where(*_tags(pair=pair))
+    return f"SELECT FIRST({_PRICE}) FROM {_M}{where}; SELECT LAST({_PRICE}) FROM {_M}{where}"
+
+
+@_catalogued
+def pair_points_query(pair: str, start_ns: int, end_ns: int) -> str:
+    """Every point of the pair in [start, end], with its fields and exchange."""
+    return f"SELECT {_PRICE}, {_VOLUME}, {_EXCHANGE} FROM {_M}" + _pair_range_ns(
+        pair, start_ns, end_ns
+    )
+
+
+@_catalogued
+def pair_stats_query(pair: str, start_ns: int, end_ns: int) -> str:
+    """Per exchange: count and sum of price and of volume of the pair in [start, end]."""
+    return (
+        f"SELECT COUNT({_PRICE}), SUM({_PRICE}), COUNT({_VOLUME}), SUM({_VOLUME}) FROM {_M}"
+        + _pair_range_ns(pair, start_ns, end_ns)
+        + f" GROUP BY {_EXCHANGE}"
+    )
+
+
+@_catalogued
+def delete_pair_range(pair: str, start_ns: int, end_ns: int) -> str:
+    """Delete the pair's points in [start, end]."""
+    return f"DELETE FROM {_M}" + _pair_range_ns(pair, start_ns, end_ns)

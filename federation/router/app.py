@@ -34,9 +34,10 @@ from alerts.api import routes as alert_routes
 from alerts.settings import AlertSettings
 from federation import __version__
 from federation.core.errors import APIError
+from federation.core.influx import Connect, InfluxClient, ShardClient
 from federation.core.inputs import reject_unknown
 from federation.core.mapwatch import MapWatcher
-from federation.core.shardmap import ShardMap, load_shard_map
+from federation.core.shardmap import Shard, ShardMap, load_shard_map
 from federation.router.errors import UnhandledErrors, api_error, http_error
 from federation.router.fanout import Federation
 from federation.router.metrics import RequestMetrics, RouterMetrics
@@ -162,11 +163,12 @@ async def pair(request: Request) -> Response:
 def create_app(
     shard_map: ShardMap | None = None,
     settings: Settings | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
+    connect: Connect | None = None,
     alerts: AlertSettings | None = None,
 ) -> Starlette:
     """The router. Without arguments: settings from the environment, the map from its file.
-    ``transport`` replaces the network (tests inject faults with it)."""
+    ``connect`` builds each shard's client (tests put fake shards behind it); by default
+    an :class:`InfluxClient` on the lifespan's HTTP client."""
     settings = settings or Settings.from_env()
     alerts = alerts or AlertSettings.from_env(config_path=settings.config_path)
     from_file = shard_map is None  # only a map read from its file is watched for changes
@@ -177,12 +179,16 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
         async with (
-            httpx.AsyncClient(transport=transport, limits=limits) as http,
+            httpx.AsyncClient(limits=limits) as http,
             AlertsContext.open(alerts) as app.state.alerts,
         ):
+
+            def influx(shard: Shard, database: str) -> ShardClient:
+                return InfluxClient(shard, http, database, timeout=settings.shard_timeout)
+
             federation = Federation(
                 shard_map,
-                http,
+                connect or influx,
                 shard_timeout=settings.shard_timeout,
                 deadline_s=settings.deadline_s,
                 metrics=router_metrics,

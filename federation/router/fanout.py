@@ -19,12 +19,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import httpx
 import orjson
 
 from federation.core import influxql
 from federation.core.errors import NotFound, ShardError, ShardsUnavailable
-from federation.core.influx import InfluxClient, clients_for, ensure_databases, parse_series_key
+from federation.core.influx import Connect, ShardClient, ensure_databases, parse_series_key
+from federation.core.influxql import Statement
 from federation.core.shardmap import ShardMap
 from federation.core.timefmt import iso_time
 from federation.core.types import Series
@@ -121,7 +121,7 @@ class Federation:
     def __init__(
         self,
         shard_map: ShardMap,
-        http: httpx.AsyncClient,
+        connect: Connect,
         *,
         shard_timeout: float = 10.0,
         deadline_s: float = 30.0,
@@ -132,11 +132,11 @@ class Federation:
         self.deadline_s = deadline_s
         self.ranks: RankTable | None = None  # set when the rank is precomputed
         self.metrics = metrics or RouterMetrics()
-        self._http = http
+        self._connect = connect
         self.clients = self._clients_for(shard_map)
 
-    def _clients_for(self, shard_map: ShardMap) -> dict[str, InfluxClient]:
-        return clients_for(shard_map, self._http, timeout=self.shard_timeout)
+    def _clients_for(self, shard_map: ShardMap) -> dict[str, ShardClient]:
+        return {s.name: self._connect(s, shard_map.database) for s in shard_map.shards}
 
     async def set_map(self, shard_map: ShardMap) -> None:
         """Use a new shard map from now on; a new shard gets the database first."""
@@ -150,7 +150,7 @@ class Federation:
 
     async def gather(
         self,
-        call: Callable[[InfluxClient], Awaitable[T]],
+        call: Callable[[ShardClient], Awaitable[T]],
         shards: Iterable[str] | None = None,
     ) -> Gathered[T]:
         names = list(self.clients) if shards is None else list(shards)
@@ -164,7 +164,7 @@ class Federation:
         return out
 
     async def _one(
-        self, client: InfluxClient, call: Callable[[InfluxClient], Awaitable[T]]
+        self, client: ShardClient, call: Callable[[ShardClient], Awaitable[T]]
     ) -> tuple[bool, Any]:
         started = time.perf_counter()
         try:
@@ -178,12 +178,16 @@ class Federation:
         self.metrics.shard_seconds.labels(client.name).observe(time.perf_counter() - started)
         return True, value
 
-    def _query(self, q: str) -> Callable[[InfluxClient], Awaitable[list[list[Series]]]]:
-        return lambda client: client.query(q)
+    def _query(
+        self, statement: Statement
+    ) -> Callable[[ShardClient], Awaitable[list[list[Series]]]]:
+        return lambda client: client.query(statement)
 
-    async def gather_answers(self, query: str) -> tuple[list[list[list[Series]]], set[str]]:
-        """``query`` on every shard: the answers, and the names of the shards missing."""
-        found = await self.gather(self._query(query))
+    async def gather_answers(
+        self, statement: Statement
+    ) -> tuple[list[list[list[Series]]], set[str]]:
+        """``statement`` on every shard: the answers, and the names of the shards missing."""
+        found = await self.gather(self._query(statement))
         return list(found.answers.values()), set(found.missing)
 
     async def _rank(
@@ -261,8 +265,7 @@ class Federation:
 
     async def pairs(self) -> dict[str, Any]:
         """Every known pair with the exchanges that quote it."""
-        query = f"SHOW SERIES FROM {influxql.quote_ident(influxql.MEASUREMENT)}"
-        found = await self.gather(self._query(query))
+        found = await self.gather(self._query(influxql.series_query()))
         exchanges: dict[str, set[str]] = {}
         for answer in found.answers.values():
             for series in answer[0]:
@@ -282,15 +285,10 @@ class Federation:
 
     async def shard_status(self) -> dict[str, Any]:
         """Each shard: up or down, latency, version, series and pairs held, misplaced pairs."""
-        measurement = influxql.quote_ident(influxql.MEASUREMENT)
-        census = (
-            f"SHOW SERIES EXACT CARDINALITY FROM {measurement}; "
-            f"SHOW TAG VALUES FROM {measurement} WITH KEY = {influxql.quote_ident('pair')}"
-        )
 
-        async def status(client: InfluxClient) -> dict[str, Any]:
+        async def status(client: ShardClient) -> dict[str, Any]:
             ping = await client.ping()
-            answer = await client.query(census)
+            answer = await client.query(influxql.census_query())
             series = sum(s["values"][0][0] for s in answer[0]) if answer[0] else 0
             pairs = [row[1] for s in answer[1] for row in s["values"]]
             misplaced = [p for p in pairs if client.name not in self.shard_map.owners(p)]

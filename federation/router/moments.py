@@ -15,26 +15,15 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from federation.core.influxql import MEASUREMENT, quote_ident
 from federation.core.types import Series
 
 KEY = ["exchange", "pair"]
 COLUMNS = ["bucket", "exchange", "pair", "n", "mean", "m2"]
 
 
-def moments_query(condition: str, by_hour: bool = False) -> str:
-    """COUNT, MEAN and STDDEV of price per series (and per hour) where ``condition``."""
-    price = quote_ident("price")
-    group = "time(1h), " if by_hour else ""
-    return (
-        f"SELECT COUNT({price}), MEAN({price}), STDDEV({price}) FROM {quote_ident(MEASUREMENT)}"
-        f" WHERE {condition} GROUP BY {group}{quote_ident('exchange')}, {quote_ident('pair')}"
-        + (" fill(none)" if by_hour else "")
-    )
-
-
 def from_series(answers: Iterable[list[Series]]) -> pd.DataFrame:
-    """Moments rows from shards' answers to :func:`moments_query`; ``bucket`` is the
+    """Moments rows from shards' answers to
+    :func:`~federation.core.influxql.moments_query`; ``bucket`` is the
     row's time (the hour's start, or 0 without GROUP BY time). Replicas count once."""
     rows = [
         (v[0], s["tags"]["exchange"], s["tags"]["pair"], v[1], v[2], v[3])

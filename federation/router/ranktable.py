@@ -29,7 +29,7 @@ import pandas as pd
 
 from federation.core import influxql
 from federation.core.durations import Duration
-from federation.core.influxql import MEASUREMENT, quote_ident
+from federation.core.influxql import Statement, TimeRange
 from federation.core.timefmt import iso_time
 from federation.core.types import Series
 from federation.router import moments
@@ -40,7 +40,7 @@ HOUR_MS = 3_600_000
 DEFAULT_WINDOWS = (Duration(1, "h"), Duration(24, "h"))
 
 # (answers per answering shard, names of missing shards)
-Gather = Callable[[str], Awaitable[tuple[list[list[list[Series]]], set[str]]]]
+Gather = Callable[[Statement], Awaitable[tuple[list[list[list[Series]]], set[str]]]]
 
 
 @dataclass
@@ -57,11 +57,8 @@ class _Hour:
     count: int  # points on all shards when the moments were read
 
 
-def _cond(start: int, end: int, start_inclusive: bool, end_inclusive: bool) -> str:
-    return (
-        f"time {'>=' if start_inclusive else '>'} {start}ms AND "
-        f"time {'<=' if end_inclusive else '<'} {end}ms"
-    )
+def _cond(start: int, end: int, start_inclusive: bool, end_inclusive: bool) -> TimeRange:
+    return TimeRange(start, end, start_inclusive, end_inclusive)
 
 
 class RankTable:
@@ -86,9 +83,9 @@ class RankTable:
         self.tried = asyncio.Event()  # set once the first refresh ended, done or failed
 
     async def _moments(
-        self, condition: str, by_hour: bool = False
+        self, condition: TimeRange, by_hour: bool = False
     ) -> tuple[pd.DataFrame, set[str]]:
-        answers, missing = await self._gather(moments.moments_query(condition, by_hour))
+        answers, missing = await self._gather(influxql.moments_query(condition, by_hour))
         return moments.from_series(a[0] for a in answers), missing
 
     async def refresh(self, now_ms: int | None = None) -> None:
@@ -108,7 +105,7 @@ class RankTable:
             or (not counts_missing and self._hours[h].count != counts.get(h, 0))
         ]
         await self._load_hours(stale, current, counts)
-        edges: dict[str, asyncio.Task[tuple[pd.DataFrame, set[str]]]] = {}
+        edges: dict[TimeRange, asyncio.Task[tuple[pd.DataFrame, set[str]]]] = {}
         snapshots = {w.seconds: await self._build(w.seconds * 1000, t, edges) for w in self.windows}
         self._cache = {}
         for seconds, snapshot in snapshots.items():
@@ -130,11 +127,8 @@ class RankTable:
         """Points per hour on all shards together: an hour whose count moved since its
         moments were read got late points (a spool replaying, a backfill) and is read again.
         A COUNT is cheap: 0.4 s for 2.9M points here, where their STDDEV took 5.6 s."""
-        price = quote_ident("price")
         answers, missing = await self._gather(
-            f"SELECT COUNT({price}) FROM {quote_ident(MEASUREMENT)} WHERE "
-            + _cond(start, end, True, False)
-            + " GROUP BY time(1h) fill(none)"
+            influxql.hour_counts_query(_cond(start, end, True, False))
         )
         counts: dict[int, int] = {}
         for answer in answers:
@@ -166,7 +160,7 @@ class RankTable:
         self,
         window_ms: int,
         t: int,
-        edges: dict[str, asyncio.Task[tuple[pd.DataFrame, set[str]]]],
+        edges: dict[TimeRange, asyncio.Task[tuple[pd.DataFrame, set[str]]]],
     ) -> RankSnapshot:
         """The rank table of (t - window, t] from held hours and fresh edges."""
         start = t - window_ms
@@ -218,7 +212,7 @@ class RankTable:
         if window_ms <= self.keep_hours * HOUR_MS:
             return await self._build(window_ms, t, {})
         condition = _cond(t - window_ms, t, False, True)
-        answers, missing = await self._gather(influxql.stddev_where(f" WHERE {condition}"))
+        answers, missing = await self._gather(influxql.stddev_range_query(condition))
         return RankSnapshot(table_from_series(a[0] for a in answers), t, missing)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -18,16 +18,17 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 
 from federation.core.errors import ShardError
-from federation.core.influx import InfluxClient
+from federation.core.influx import ShardClient
+from federation.core.influxql import Statement
 from federation.router.rows import ORDER, Row, rows_from_series
 
 log = logging.getLogger(__name__)
 
 
 async def _shard_rows(
-    client: InfluxClient, query: str, chunk_size: int
+    client: ShardClient, statement: Statement, chunk_size: int
 ) -> AsyncGenerator[list[Row], None]:
-    async for series in client.query_chunks(query, chunk_size=chunk_size):
+    async for series in client.query_chunks(statement, chunk_size=chunk_size):
         rows = rows_from_series(series)
         if rows:
             yield rows
@@ -36,15 +37,15 @@ async def _shard_rows(
 class MergedPrices:
     def __init__(
         self,
-        clients: Mapping[str, InfluxClient],
-        query: str,
+        clients: Mapping[str, ShardClient],
+        statement: Statement,
         *,
         shard_timeout: float,
         deadline_s: float,
         chunk_size: int = 2_000,
     ) -> None:
         self._sources = {
-            name: _shard_rows(client, query, chunk_size) for name, client in clients.items()
+            name: _shard_rows(client, statement, chunk_size) for name, client in clients.items()
         }
         self._buffers: dict[str, list[Row]] = {name: [] for name in clients}
         self._active = set(clients)

@@ -200,7 +200,7 @@ class LocalCluster:
                 )
             try:
                 if httpx.get(url + "/ping", timeout=1.0).status_code == 204:
-                    query = create_database(self.shard_map.database)
+                    query = create_database(self.shard_map.database).text
                     httpx.post(url + "/query", data={"q": query}, timeout=10.0).raise_for_status()
                     return
             except httpx.HTTPError:

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from federation.core import influxql
 from federation.core.errors import FederationError
-from federation.core.influx import InfluxClient
-from federation.core.influxql import MEASUREMENT, quote_ident, quote_literal
+from federation.core.influx import ShardClient
 from federation.core.lineproto import batches, to_lines
 from federation.core.shardmap import ShardMap
 
@@ -60,19 +60,12 @@ class Report:
 # Called at each step with (stage, move); tests raise in it to stop a run part way.
 Checkpoint = Callable[[str, Move], None]
 
-_M = quote_ident(MEASUREMENT)
-_PAIR, _EXCHANGE = quote_ident("pair"), quote_ident("exchange")
-
-
-def _pair_range(pair: str, start: int, end: int) -> str:
-    return f" WHERE {_PAIR} = {quote_literal(pair)} AND time >= {start} AND time <= {end}"
-
 
 class Rebalancer:
     def __init__(
         self,
         shard_map: ShardMap,
-        clients: Mapping[str, InfluxClient],
+        clients: Mapping[str, ShardClient],
         *,
         window_ns: int = 6 * HOUR_NS,
         checkpoint: Checkpoint | None = None,
@@ -86,7 +79,7 @@ class Rebalancer:
         """Every pair held by a non-owner (moved, then deleted there), and every pair an
         owner holds fewer points of than another shard (copied: replication was raised);
         with series and points. Changes nothing."""
-        query = f"SELECT COUNT({quote_ident('price')}) FROM {_M} GROUP BY {_PAIR}, {_EXCHANGE}"
+        query = influxql.pair_counts_query()
         answers = await asyncio.gather(*(c.query(query) for c in self.clients.values()))
         held: dict[str, dict[str, list[int]]] = {}  # pair -> shard -> points per series
         for name, answer in zip(self.clients, answers, strict=True):
@@ -113,7 +106,7 @@ class Rebalancer:
 
     async def check_fields(self) -> None:
         """Refuse to move data this code cannot copy whole (fields it does not know)."""
-        query = f"SHOW FIELD KEYS FROM {_M}"
+        query = influxql.field_keys_query()
         answers = await asyncio.gather(*(c.query(query) for c in self.clients.values()))
         for name, answer in zip(self.clients, answers, strict=True):
             fields = {row[0] for s in answer[0] for row in s["values"]}
@@ -161,29 +154,20 @@ class Rebalancer:
             if all(_same(expected, copy) for copy in copies):
                 self._checkpoint("verified", move)
                 if move.delete:
-                    await source.execute(f"DELETE FROM {_M}" + _pair_range(move.pair, start, end))
+                    await source.execute(influxql.delete_pair_range(move.pair, start, end))
                     self._checkpoint("deleted", move)
                 return
             log.warning("%s: copy of %s does not match yet; copying again", move.source, move.pair)
         raise FederationError(f"the copies never matched the source after {attempts} tries")
 
-    async def _bounds(self, client: InfluxClient, pair: str) -> tuple[int, int] | None:
-        price = quote_ident("price")
-        where = f" WHERE {_PAIR} = {quote_literal(pair)}"
-        answer = await client.query(
-            f"SELECT FIRST({price}) FROM {_M}{where}; SELECT LAST({price}) FROM {_M}{where}",
-            epoch="ns",
-        )
+    async def _bounds(self, client: ShardClient, pair: str) -> tuple[int, int] | None:
+        answer = await client.query(influxql.pair_bounds_query(pair), epoch="ns")
         if not answer[0] or not answer[1]:
             return None
         return int(answer[0][0]["values"][0][0]), int(answer[1][0]["values"][0][0])
 
-    async def _read(self, client: InfluxClient, pair: str, start: int, end: int) -> pd.DataFrame:
-        query = (
-            f"SELECT {quote_ident('price')}, {quote_ident('volume')}, {_EXCHANGE} FROM {_M}"
-            + _pair_range(pair, start, end)
-        )
-        answer = await client.query(query, epoch="ns")
+    async def _read(self, client: ShardClient, pair: str, start: int, end: int) -> pd.DataFrame:
+        answer = await client.query(influxql.pair_points_query(pair, start, end), epoch="ns")
         columns = ["time", "price", "volume", "exchange"]
         values = [v for s in answer[0] for v in s["values"]]
         frame = pd.DataFrame(values, columns=columns).assign(pair=pair)
@@ -191,19 +175,14 @@ class Rebalancer:
         return frame
 
     @staticmethod
-    async def _write(client: InfluxClient, bodies: list[bytes]) -> None:
+    async def _write(client: ShardClient, bodies: list[bytes]) -> None:
         for body in bodies:
             await client.write(body, precision="ns")
 
     async def _stats(
-        self, client: InfluxClient, pair: str, start: int, end: int
+        self, client: ShardClient, pair: str, start: int, end: int
     ) -> dict[str, tuple[float, ...]]:
-        price, volume = quote_ident("price"), quote_ident("volume")
-        answer = await client.query(
-            f"SELECT COUNT({price}), SUM({price}), COUNT({volume}), SUM({volume}) FROM {_M}"
-            + _pair_range(pair, start, end)
-            + f" GROUP BY {_EXCHANGE}"
-        )
+        answer = await client.query(influxql.pair_stats_query(pair, start, end))
         return {
             s["tags"]["exchange"]: tuple(float(x or 0) for x in s["values"][0][1:])
             for s in answer[0]

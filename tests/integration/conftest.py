@@ -15,6 +15,7 @@ import pytest
 
 from federation.core import influx
 from federation.core.influx import InfluxClient
+from federation.core.influxql import Statement
 from federation.core.shardmap import Shard, ShardMap
 from federation.tools.localcluster import LocalCluster, free_port
 
@@ -40,6 +41,12 @@ def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
     """Two shards of the test's own, for tests that stop a shard."""
     with make_cluster(tmp_path_factory.mktemp("own"), 2) as local:
         yield local
+
+
+def own_statement(text: str) -> Statement:
+    """A statement of a test's own, for a look at what the shards hold that does not
+    depend on the catalogue under test, or a fault (the product sends only the catalogue's)."""
+    return Statement(text, "test", {})
 
 
 def shard_map_for(local: LocalCluster, replication: int = 1) -> ShardMap:

@@ -12,7 +12,7 @@ from federation.tools.localcluster import LocalCluster
 from ingest.loop import Ingester, latest_point_ms
 from ingest.simulated import SimulatedMarket
 from ingest.writer import ShardWriter
-from tests.integration.conftest import clients_for, shard_map_for
+from tests.integration.conftest import clients_for, own_statement, shard_map_for
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ async def shard_contents(clients: dict[str, object]) -> dict[str, pd.DataFrame]:
     out = {}
     for name, client in clients.items():
         answer = await client.query(  # type: ignore[attr-defined]
-            'SELECT "price", "volume", "exchange", "pair" FROM "price"'
+            own_statement('SELECT "price", "volume", "exchange", "pair" FROM "price"')
         )
         series = answer[0]
         out[name] = (

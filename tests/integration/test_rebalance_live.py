@@ -24,7 +24,7 @@ from federation.tools.rebalance import Move, Rebalancer
 from ingest.simulated import SimulatedMarket
 from ingest.writer import ShardWriter
 from tests.asgi import served
-from tests.integration.conftest import clients_for, shard_map_for
+from tests.integration.conftest import clients_for, own_statement, shard_map_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,9 @@ async def holdings(clients: dict[str, InfluxClient]) -> pd.DataFrame:
     rows = []
     for name, client in clients.items():
         answer = await client.query(
-            'SELECT COUNT("price"), SUM("price") FROM "price" GROUP BY "exchange", "pair"'
+            own_statement(
+                'SELECT COUNT("price"), SUM("price") FROM "price" GROUP BY "exchange", "pair"'
+            )
         )
         rows += [
             (name, s["tags"]["exchange"], s["tags"]["pair"], *s["values"][0][1:]) for s in answer[0]

@@ -19,7 +19,7 @@ from federation.router.settings import Settings
 from federation.tools.localcluster import LocalCluster
 from ingest.writer import ShardWriter
 from tests.asgi import served
-from tests.integration.conftest import clients_for, shard_map_for
+from tests.integration.conftest import clients_for, own_statement, shard_map_for
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +143,7 @@ async def test_every_pair_lives_on_exactly_its_owners(
         body = (await client.get("/shards")).json()
         held = {s.name: set() for s in shard_map.shards}
         for name, c in (await clients_for(shard_map, http)).items():
-            answer = await c.query('SHOW TAG VALUES FROM "price" WITH KEY = "pair"')
+            answer = await c.query(own_statement('SHOW TAG VALUES FROM "price" WITH KEY = "pair"'))
             held[name] = {row[1] for s in answer[0] for row in s["values"]}
     for pair in PAIRS:
         assert {n for n, pairs in held.items() if pair in pairs} == set(shard_map.owners(pair))

@@ -20,7 +20,7 @@ from ingest.loop import Ingester
 from ingest.simulated import SimulatedMarket
 from ingest.spool import Spool
 from ingest.writer import ShardWriter
-from tests.integration.conftest import clients_for, shard_map_for
+from tests.integration.conftest import clients_for, own_statement, shard_map_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,9 @@ async def assert_shards_hold_exactly(
     clients: dict[str, InfluxClient], shard_map: ShardMap, produced: pd.DataFrame
 ) -> None:
     for name, client in clients.items():
-        answer = await client.query('SELECT "price", "volume", "exchange", "pair" FROM "price"')
+        answer = await client.query(
+            own_statement('SELECT "price", "volume", "exchange", "pair" FROM "price"')
+        )
         series = answer[0][0]
         held = pd.DataFrame(series["values"], columns=series["columns"])
         owned = produced[[name in shard_map.owners(p) for p in produced["pair"]]]
@@ -96,7 +98,9 @@ async def test_ingester_crash_replays_spool_into_recreated_database(
         await first.write(frame)
     await first.close()  # the ingester dies here: only the spool on disk remains
     await asyncio.to_thread(own_cluster.start_shard, "shard-b")
-    await clients["shard-b"].execute(f"DROP DATABASE {quote_ident(shard_map.database)}")
+    await clients["shard-b"].execute(
+        own_statement(f"DROP DATABASE {quote_ident(shard_map.database)}")
+    )
     second = make_writer(shard_map, clients, tmp_path)
     assert await second.wait_drained(30)
     await assert_shards_hold_exactly(clients, shard_map, pd.concat(ticks, ignore_index=True))

@@ -14,19 +14,19 @@ from federation.core.shardmap import Shard, ShardMap
 from federation.router.app import create_app
 from federation.router.settings import Settings
 from tests.asgi import served
+from tests.fakeshard import connect_to
 
 HOOK = "https://93.184.216.34/hook"
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    shards = httpx.MockTransport(lambda request: httpx.Response(204))
     alerts = AlertSettings(
         database_url(str(tmp_path / "alerts.sqlite3")),
         allow_networks=(ipaddress.ip_network("127.0.0.0/8"),),
     )
     app = create_app(
-        ShardMap((Shard("shard-a", "http://shard-a:8086"),)), Settings(), shards, alerts
+        ShardMap((Shard("shard-a", "http://shard-a:8086"),)), Settings(), connect_to({}), alerts
     )
     async with served(app) as http:
         yield http

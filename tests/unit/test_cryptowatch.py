@@ -13,13 +13,13 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from federation.core.influx import InfluxClient
 from federation.core.shardmap import Shard, ShardMap
 from ingest.cryptowatch import CryptowatchSource
 from ingest.errors import SourceError
 from ingest.loop import Ingester
 from ingest.source import validate
 from ingest.writer import ShardWriter
+from tests.fakeshard import FakeShard
 
 ALLOWANCE = {"cost": 0.015, "remaining": 9.985, "upgrade": "For unlimited API access..."}
 CURSOR_END = {"last": "dTTdIDK1iZ_oP3mSQLLFvShprKfSnlVQwbbmDnGH0mI", "hasMore": False}
@@ -243,19 +243,12 @@ async def test_tick_with_garbage_writes_only_good_rows(
 ) -> None:
     serve(httpserver, "/markets/prices", {**PRICES, "market:kraken:btcusd": "NaN", "junk": 1})
     serve(httpserver, "/markets/summaries", {"kraken:btcusd": "nonsense"})
-    bodies: list[bytes] = []
-
-    def shard(request: httpx.Request) -> httpx.Response:
-        bodies.append(request.content)
-        return httpx.Response(204)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(shard)) as fake:
-        shard_map = ShardMap((Shard("shard-a", "http://a.test"),))
-        client = InfluxClient(shard_map.shards[0], fake, "crypto", headers={})
-        ingester = Ingester(source, ShardWriter(shard_map, {"shard-a": client}))
-        report = await ingester.tick(1_700_000_000_000)
+    shard_map = ShardMap((Shard("shard-a", "http://a.test"),))
+    fake = FakeShard(shard_map.shards[0])
+    ingester = Ingester(source, ShardWriter(shard_map, {"shard-a": fake}))
+    report = await ingester.tick(1_700_000_000_000)
     assert report.points == 3
-    assert b"".join(bodies).count(b"\n") == 3
+    assert len(fake.lines) == 3
     assert ingester.problems == Counter(
         {"bad_key": 1, "price_not_number": 1, "summary_missing_field": 1}
     )

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
 from federation.core.errors import QueryError, ShardError, ShardRejected, ShardUnavailable
 from federation.core.influx import InfluxClient, parse_series_key
+from federation.core.influxql import census_query, create_database, series_query
 from federation.core.shardmap import Shard
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -29,6 +31,7 @@ def raise_(exc: Exception) -> Handler:
     [
         (raise_(httpx.ConnectError("refused")), ShardUnavailable, "refused"),
         (raise_(httpx.ReadTimeout("slow")), ShardUnavailable, "timed out"),
+        (lambda r: httpx.Response(500, text="panic"), ShardUnavailable, "500: panic"),
         (lambda r: httpx.Response(503, text="overloaded"), ShardUnavailable, "503: overloaded"),
         (
             lambda r: httpx.Response(404, json={"error": 'database not found: "crypto"'}),
@@ -46,7 +49,7 @@ def raise_(exc: Exception) -> Handler:
             "bad line",
         ),
     ],
-    ids=["connect", "timeout", "5xx", "missing-db", "bad-line", "v2-error-shape"],
+    ids=["connect", "timeout", "500", "503", "missing-db", "bad-line", "v2-error-shape"],
 )
 async def test_write_failure_maps_to_shard_error(
     handler: Handler, error: type[ShardError], text: str
@@ -59,12 +62,12 @@ async def test_write_failure_maps_to_shard_error(
 async def test_query_error_inside_200_is_raised() -> None:
     body = {"results": [{"statement_id": 0, "error": "database not found: crypto"}]}
     with pytest.raises(QueryError, match="database not found"):
-        await client_for(lambda r: httpx.Response(200, json=body)).query("SELECT 1")
+        await client_for(lambda r: httpx.Response(200, json=body)).query(series_query())
 
 
 async def test_query_non_json_answer_is_unavailable() -> None:
     with pytest.raises(ShardUnavailable, match="not JSON"):
-        await client_for(lambda r: httpx.Response(200, text="<html>")).query("SELECT 1")
+        await client_for(lambda r: httpx.Response(200, text="<html>")).query(series_query())
 
 
 async def test_query_returns_series_per_statement() -> None:
@@ -74,7 +77,7 @@ async def test_query_returns_series_per_statement() -> None:
             {"statement_id": 1},
         ]
     }
-    answer = await client_for(lambda r: httpx.Response(200, json=body)).query("A; B")
+    answer = await client_for(lambda r: httpx.Response(200, json=body)).query(census_query())
     assert answer == [[{"columns": ["a"], "values": [[1]]}], []]
 
 
@@ -83,6 +86,25 @@ async def test_write_sends_database_and_precision() -> None:
     await client_for(lambda r: seen.append(r) or httpx.Response(204)).write(b"x\n")
     assert seen[0].url.params["db"] == "crypto"
     assert seen[0].url.params["precision"] == "ms"
+
+
+async def test_query_sends_the_statement_text() -> None:
+    seen: list[httpx.Request] = []
+    body = {"results": [{"statement_id": 0}]}
+    await client_for(lambda r: seen.append(r) or httpx.Response(200, json=body)).query(
+        series_query()
+    )
+    assert seen[0].url.params["q"] == series_query().text
+
+
+async def test_execute_posts_the_statement_text() -> None:
+    seen: list[httpx.Request] = []
+    body = {"results": [{"statement_id": 0}]}
+    await client_for(lambda r: seen.append(r) or httpx.Response(200, json=body)).execute(
+        create_database("crypto")
+    )
+    form = parse_qs(seen[0].content.decode())
+    assert (seen[0].method, form["q"]) == ("POST", [create_database("crypto").text])
 
 
 @pytest.mark.parametrize(

@@ -51,11 +51,11 @@ def test_duration_parse_rejects(text: str) -> None:
 
 
 def test_prices_query_quotes_user_values() -> None:
-    query = prices_query("a'b", Duration(1, "h"), exchange="c")
+    query = prices_query("a'b", Duration(1, "h"), exchange="c").text
     assert query.endswith("WHERE time > now() - 1h AND \"pair\" = 'a\\'b' AND \"exchange\" = 'c'")
 
 
 def test_stddev_query_groups_by_series() -> None:
-    query = stddev_query(Duration(24, "h"))
+    query = stddev_query(Duration(24, "h")).text
     assert query.startswith('SELECT STDDEV("price") FROM "price" WHERE time > now() - 24h')
     assert query.endswith('GROUP BY "exchange", "pair"')

@@ -12,10 +12,11 @@ import pytest
 from federation.core.clock import now_ms
 from federation.tools.ingester import parse_args
 from ingest.errors import SourceError
-from ingest.loop import Ingester
+from ingest.loop import Ingester, latest_point_ms
 from ingest.simulated import MAX_SERIES, SimulatedMarket
 from ingest.source import Snapshot, validate
 from ingest.writer import ShardWriter
+from tests.fakeshard import FakeShard
 
 T0 = 1_700_000_000_000
 
@@ -284,3 +285,11 @@ def test_cli_help_lists_every_source(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     for name in ("simulated", "cryptowatch", "ccxt", "replay", "--spool-dir"):
         assert name in out
+
+
+async def test_latest_point_is_the_newest_on_any_shard_that_answers() -> None:
+    shards = {name: FakeShard(name, now_ms=T0) for name in ("a", "b", "c")}
+    for name, age_ms in (("a", 60_000), ("b", 1_000), ("c", 0)):
+        shards[name].seed(rows(time=[T0 - age_ms, T0 - 2 * age_ms]))
+    shards["c"].down = True
+    assert await latest_point_ms(shards, 3600) == T0 - 1_000

@@ -12,7 +12,7 @@ from federation.core.shardmap import ShardMap, load_shard_map
 from federation.router.app import create_app
 from federation.router.settings import Settings
 from tests.asgi import served
-from tests.unit.test_router import faulty
+from tests.fakeshard import connect_to
 
 TWO = (
     "shards:\n  - {name: shard-a, url: 'http://shard-a:8086'}\n"
@@ -72,7 +72,7 @@ async def test_router_picks_up_a_new_shard_without_restart(tmp_path: Path) -> No
     path = tmp_path / "shards.yaml"
     path.write_text(TWO)
     settings = Settings(config_path=str(path), rank_refresh_s=0, reload_check_s=0.05)
-    app = create_app(settings=settings, transport=faulty(set()))
+    app = create_app(settings=settings, connect=connect_to({}))
     async with served(app) as client:
         before = (await client.get("/shards")).json()
         path.write_text(THREE)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 
-import httpx
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
+from federation.core.influx import Ping
 from federation.router.errors import UnhandledErrors
-from tests.unit.test_router import influx_answer, router
+from tests.fakeshard import FakeShard
+from tests.unit.test_router import SHARDS, router
 
 INTERNAL = {"error": "internal error", "code": "internal"}
 
@@ -19,16 +20,19 @@ def errors_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def broken_ping(request: httpx.Request) -> httpx.Response:
-    if request.url.path == "/ping":
+class BrokenPing(FakeShard):
+    async def ping(self) -> Ping:
         raise RuntimeError("a bug nobody foresaw")
-    return influx_answer(request)
+
+
+def broken_ping() -> dict[str, FakeShard]:
+    return {s.name: BrokenPing(s) for s in SHARDS}
 
 
 async def test_unhandled_error_is_one_500_json_and_one_logged_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async with router(httpx.MockTransport(broken_ping)) as client:
+    async with router(broken_ping()) as client:
         response = await client.get("/ready")
     assert (response.status_code, response.json()) == (500, INTERNAL)
     [record] = errors_logged(caplog)
@@ -36,7 +40,7 @@ async def test_unhandled_error_is_one_500_json_and_one_logged_traceback(
 
 
 async def test_unhandled_error_is_counted_as_a_500() -> None:
-    async with router(httpx.MockTransport(broken_ping)) as client:
+    async with router(broken_ping()) as client:
         await client.get("/ready")
         text = (await client.get("/metrics")).text
     assert 'federation_requests_total{route="/ready",status="500"} 1.0' in text

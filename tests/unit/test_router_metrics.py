@@ -2,50 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-
-import httpx
+import pandas as pd
 import pytest
 
 from federation.core.shardmap import ShardMap
 from federation.router.app import create_app
 from federation.router.settings import Settings
 from tests.asgi import served
-from tests.unit.test_router import NOW, SHARDS, faulty, influx_answer, router
-from tests.unit.test_stream import chunk
+from tests.fakeshard import connect_to
+from tests.unit.test_router import NOW, SHARDS, fake_shards, router
 
 PAUSE_S = 0.2
 
 
-def mid_stream(between: Callable[[], Awaitable[None]]) -> httpx.MockTransport:
-    """Shards whose streamed prices send a chunk at once, await ``between``, then the last."""
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.params.get("chunked") != "true":
-            return influx_answer(request)
-        exchange = request.url.host
-
-        async def body() -> AsyncIterator[bytes]:
-            yield chunk([(NOW, 1.0, exchange), (NOW + 1000, 2.0, exchange)])
-            await between()
-            yield chunk([(NOW + 2000, 3.0, exchange)])
-
-        return httpx.Response(200, content=body())
-
-    return httpx.MockTransport(handler)
-
-
 async def test_streamed_answer_is_timed_to_its_last_byte() -> None:
-    settings = Settings(shard_timeout=2, rank_refresh_s=0)
-    transport = mid_stream(lambda: asyncio.sleep(PAUSE_S))  # after the head has been sent
-    app = create_app(ShardMap(SHARDS[:1]), settings, transport)
+    fakes = fake_shards()
+    fake = fakes["shard-a"].seed(
+        pd.DataFrame({"time": [NOW + 1, NOW + 2], "exchange": "x", "pair": "btcusd", "price": 1.0})
+    )
+    fake.chunk_size, fake.stall_after_chunks, fake.stall_s = 1, 1, PAUSE_S  # after the head
+    app = create_app(
+        ShardMap(SHARDS), Settings(shard_timeout=2, rank_refresh_s=0), connect_to(fakes)
+    )
     async with served(app) as client:
         prices = (await client.get("/btcusd")).json()["prices"]
         seconds = app.state.federation.metrics.registry.get_sample_value(
             "federation_request_seconds_sum", {"route": "/{pair}"}
         )
-    assert len(prices) == 3
+    assert len(prices) == 5
     assert seconds >= PAUSE_S
 
 
@@ -64,7 +48,7 @@ async def test_streamed_answer_is_timed_to_its_last_byte() -> None:
 async def test_requests_are_counted_by_route_template_and_status(
     path: str, route: str, status: str
 ) -> None:
-    async with router(faulty(set())) as client:
+    async with router(fake_shards()) as client:
         await client.get(path)
         text = (await client.get("/metrics")).text
     assert f'federation_requests_total{{route="{route}",status="{status}"}} 1.0' in text
@@ -85,7 +69,7 @@ async def test_requests_are_counted_by_route_template_and_status(
 async def test_answers_sent_partial_are_counted(
     path: str, down: set[str], replication: int, partial: int
 ) -> None:
-    async with router(faulty(down), replication) as client:
+    async with router(fake_shards(down), replication) as client:
         await client.get(path)
         text = (await client.get("/metrics")).text
     assert f"federation_partial_answers_total {partial}.0" in text

@@ -1,64 +1,30 @@
-"""The spool on disk, and the writer's use of it, with shards faked by httpx.MockTransport."""
+"""The spool on disk, and the writer's use of it, with fake shards."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import pytest
 
-from federation.core.influx import InfluxClient
 from federation.core.shardmap import Shard, ShardMap
 from ingest.spool import DEAD_LETTER, STATUS, Spool
 from ingest.writer import ShardWriter
+from tests.fakeshard import FakeShard
 
 SHARD_MAP = ShardMap((Shard("shard-a", "http://a.test"), Shard("shard-b", "http://b.test")))
 
 
-class FakeShards:
-    """Answers /write and /query per host: 204, or what ``answer`` says for that host."""
-
-    def __init__(self) -> None:
-        self.answer: dict[str, int] = {}  # host -> status to answer writes with
-        self.bodies: dict[str, list[bytes]] = {"a.test": [], "b.test": []}
-        self.creates: list[str] = []
-        self.missing_db: set[str] = set()
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        status = self.answer.get(host, 204)
-        if status == 599:
-            raise httpx.ConnectError("connection refused", request=request)
-        if request.url.path == "/query" and status < 500:
-            self.creates.append(host)
-            self.missing_db.discard(host)
-            return httpx.Response(200, json={"results": [{"statement_id": 0}]})
-        if host in self.missing_db:
-            return httpx.Response(404, json={"error": 'database not found: "crypto"'})
-        if status != 204:
-            return httpx.Response(status, json={"error": f"answer {status}"})
-        self.bodies[host].append(request.content)
-        return httpx.Response(204)
-
-
 @pytest.fixture
-def shards() -> FakeShards:
-    return FakeShards()
+def shards() -> dict[str, FakeShard]:
+    return {s.name: FakeShard(s) for s in SHARD_MAP.shards}
 
 
-@pytest.fixture
-async def clients(shards: FakeShards) -> AsyncIterator[dict[str, InfluxClient]]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(shards)) as http:
-        yield {s.name: InfluxClient(s, http, "crypto", headers={}) for s in SHARD_MAP.shards}
-
-
-def make_writer(clients: dict[str, InfluxClient], root: Path, **kw: object) -> ShardWriter:
+def make_writer(shards: dict[str, FakeShard], root: Path, **kw: object) -> ShardWriter:
     spool = Spool(root, **kw)  # type: ignore[arg-type]
-    return ShardWriter(SHARD_MAP, clients, spool=spool, batch_lines=2, backoff_s=0.01)
+    return ShardWriter(SHARD_MAP, shards, spool=spool, batch_lines=2, backoff_s=0.01)
 
 
 def frame(times: list[int], pairs: list[str] | None = None) -> pd.DataFrame:
@@ -68,8 +34,8 @@ def frame(times: list[int], pairs: list[str] | None = None) -> pd.DataFrame:
     )
 
 
-def host_of(pair: str) -> str:
-    return SHARD_MAP.owners(pair)[0][-1] + ".test"
+def owner_of(pair: str, shards: dict[str, FakeShard]) -> FakeShard:
+    return shards[SHARD_MAP.owners(pair)[0]]
 
 
 async def test_append_survives_reopen_in_order(tmp_path: Path) -> None:
@@ -155,10 +121,11 @@ def test_spool_caps_must_be_positive(tmp_path: Path) -> None:
 
 
 async def test_writer_shard_down_spools_instead_of_losing(
-    clients: dict[str, InfluxClient], shards: FakeShards, tmp_path: Path
+    shards: dict[str, FakeShard], tmp_path: Path
 ) -> None:
-    shards.answer = {"a.test": 599, "b.test": 599}
-    writer = make_writer(clients, tmp_path)
+    for fake in shards.values():
+        fake.down = True
+    writer = make_writer(shards, tmp_path)
     report = await writer.write(frame([1, 2, 3]))
     await writer.close()
     assert report.failed == {}
@@ -166,105 +133,103 @@ async def test_writer_shard_down_spools_instead_of_losing(
     assert sum(q.points for q in writer.spool.queues.values()) == 3  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("status", [599, 500, 503], ids=["refused", "500", "503"])
 async def test_writer_replays_spool_in_order_when_shard_is_back(
-    clients: dict[str, InfluxClient], shards: FakeShards, tmp_path: Path, status: int
+    shards: dict[str, FakeShard], tmp_path: Path
 ) -> None:
-    host = host_of("btcusd")
-    shards.answer[host] = status
-    writer = make_writer(clients, tmp_path)
+    owner = owner_of("btcusd", shards)
+    owner.down = True
+    writer = make_writer(shards, tmp_path)
     await writer.write(frame([1, 2, 3]))
     await writer.write(frame([4, 5]))
-    shards.answer.clear()
+    owner.down = False
     assert await writer.wait_drained(5)
-    times = [line.rsplit(b" ", 1)[1] for b in shards.bodies[host] for line in b.splitlines()]
-    assert times == [b"1", b"2", b"3", b"4", b"5"]
+    assert [line.rsplit(" ", 1)[1] for line in owner.lines] == ["1", "2", "3", "4", "5"]
 
 
 async def test_writer_queues_new_batches_behind_spooled_ones(
-    clients: dict[str, InfluxClient], shards: FakeShards, tmp_path: Path
+    shards: dict[str, FakeShard], tmp_path: Path
 ) -> None:
-    host = host_of("btcusd")
-    shards.answer[host] = 503
-    writer = make_writer(clients, tmp_path)
+    owner = owner_of("btcusd", shards)
+    owner.down = True
+    writer = make_writer(shards, tmp_path)
     await writer.write(frame([1]))
-    shards.answer.clear()
+    owner.down = False
     report = await writer.write(frame([2]))  # the shard answers, but batch 1 is still queued
     assert report.spooled
-    assert not report.written.get(SHARD_MAP.owners("btcusd")[0])
+    assert not report.written.get(owner.name)
     assert await writer.wait_drained(5)
-    assert [b.split()[-1] for b in shards.bodies[host]] == [b"1", b"2"]
+    assert [b.split()[-1] for b in owner.bodies] == [b"1", b"2"]
 
 
 async def test_writer_refused_batch_goes_to_dead_letter(
-    clients: dict[str, InfluxClient], shards: FakeShards, tmp_path: Path
+    shards: dict[str, FakeShard], tmp_path: Path
 ) -> None:
-    name = SHARD_MAP.owners("btcusd")[0]
-    shards.answer[host_of("btcusd")] = 400
-    writer = make_writer(clients, tmp_path)
+    owner = owner_of("btcusd", shards)
+    owner.reject_writes = True
+    writer = make_writer(shards, tmp_path)
     report = await writer.write(frame([1]))
-    assert report.failed == {name: 1}
+    assert report.failed == {owner.name: 1}
     assert not report.spooled
-    assert "answer 400" in (tmp_path / name / DEAD_LETTER).read_text()
-    assert writer.spool.queue(name).depth == 0  # type: ignore[union-attr]
+    assert "answered 400" in (tmp_path / owner.name / DEAD_LETTER).read_text()
+    assert writer.spool.queue(owner.name).depth == 0  # type: ignore[union-attr]
 
 
 async def test_writer_drain_dead_letters_refused_batch_and_goes_on(
-    clients: dict[str, InfluxClient], shards: FakeShards, tmp_path: Path
+    shards: dict[str, FakeShard], tmp_path: Path
 ) -> None:
-    name, host = SHARD_MAP.owners("btcusd")[0], host_of("btcusd")
-    shards.answer[host] = 503
-    writer = make_writer(clients, tmp_path)
+    owner = owner_of("btcusd", shards)
+    owner.down = True
+    writer = make_writer(shards, tmp_path)
     await writer.write(frame([1, 2, 3]))  # two batches: [1, 2] and [3]
-    shards.answer[host] = 400
+    owner.down, owner.reject_writes = False, True
     await writer.wait_drained(5)
-    assert writer.spool.queue(name).dead_batches == 2  # type: ignore[union-attr]
+    assert writer.spool.queue(owner.name).dead_batches == 2  # type: ignore[union-attr]
 
 
 async def test_writer_missing_database_is_created_then_written(
-    clients: dict[str, InfluxClient], shards: FakeShards
+    shards: dict[str, FakeShard],
 ) -> None:
-    host = host_of("btcusd")
-    shards.missing_db.add(host)
-    writer = ShardWriter(SHARD_MAP, clients, retries=0)
+    owner = owner_of("btcusd", shards)
+    owner.has_database = False
+    writer = ShardWriter(SHARD_MAP, shards, retries=0)
     report = await writer.write(frame([1]))
     assert report.points == 1
-    assert shards.creates == [host]
+    assert {name: fake.created for name, fake in shards.items()} == {
+        name: int(name == owner.name) for name in shards
+    }
 
 
 async def test_writer_drain_creates_database_before_replay(
-    clients: dict[str, InfluxClient], shards: FakeShards, tmp_path: Path
+    shards: dict[str, FakeShard], tmp_path: Path
 ) -> None:
-    host = host_of("btcusd")
-    shards.answer[host] = 503
-    writer = make_writer(clients, tmp_path)
+    owner = owner_of("btcusd", shards)
+    owner.down = True
+    writer = make_writer(shards, tmp_path)
     await writer.write(frame([1]))
-    shards.answer.clear()
-    shards.missing_db.add(host)
+    owner.down, owner.has_database = False, False
     assert await writer.wait_drained(5)
-    assert host in shards.creates
-    assert len(shards.bodies[host]) == 1
+    assert owner.created == 1
+    assert len(owner.bodies) == 1
 
 
 async def test_writer_after_crash_replays_what_was_spooled(
-    clients: dict[str, InfluxClient], shards: FakeShards, tmp_path: Path
+    shards: dict[str, FakeShard], tmp_path: Path
 ) -> None:
-    host = host_of("btcusd")
-    shards.answer[host] = 599
-    first = make_writer(clients, tmp_path)
+    owner = owner_of("btcusd", shards)
+    owner.down = True
+    first = make_writer(shards, tmp_path)
     await first.write(frame([1, 2, 3]))
     await first.close()  # the process dies: nothing in memory survives
-    shards.answer.clear()
-    second = make_writer(clients, tmp_path)
+    owner.down = False
+    second = make_writer(shards, tmp_path)
     assert await second.wait_drained(5)
-    assert b"".join(shards.bodies[host]).count(b"\n") == 3
+    assert len(owner.lines) == 3
 
 
-async def test_writer_without_spool_reports_lost_points(
-    clients: dict[str, InfluxClient], shards: FakeShards
-) -> None:
-    shards.answer = {"a.test": 503, "b.test": 503}
-    writer = ShardWriter(SHARD_MAP, clients, retries=1, backoff_s=0.01)
+async def test_writer_without_spool_reports_lost_points(shards: dict[str, FakeShard]) -> None:
+    for fake in shards.values():
+        fake.down = True
+    writer = ShardWriter(SHARD_MAP, shards, retries=1, backoff_s=0.01)
     report = await writer.write(frame([1, 2], ["btcusd", "ethusd"]))
     assert sum(report.failed.values()) == 2
     assert not report.spooled

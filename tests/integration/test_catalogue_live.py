@@ -1,0 +1,144 @@
+"""Every statement of the InfluxQL catalogue against real influxd: it parses, and its
+answer has the shape its callers read (results, columns). Where the unit tests' fake
+shard answers the same kind, its answer has the same shape as the real one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import pandas as pd
+import pytest
+
+from federation.core import influxql
+from federation.core.clock import now_ms
+from federation.core.durations import Duration
+from federation.core.influxql import CATALOGUE, Statement, TimeRange
+from federation.core.lineproto import batches, to_lines
+from federation.core.types import Series
+from federation.tools.localcluster import LocalCluster
+from tests.fakeshard import KINDS as FAKE_KINDS
+from tests.fakeshard import FakeShard
+from tests.integration.conftest import clients_for, shard_map_for
+
+pytestmark = pytest.mark.integration
+
+HOUR = Duration(1, "h")
+MS = 1_000_000  # nanoseconds
+
+
+@dataclass(frozen=True)
+class Example:
+    build: Callable[[int], Statement]  # given t0, the first point's time (epoch ms)
+    columns: list[list[str] | None]  # per result: its series' columns, None for no series
+    execute: bool = False
+
+
+def _span(t0: int) -> TimeRange:
+    return TimeRange(t0 - 3_600_000, t0 + 3_600_000)
+
+
+EXAMPLES = {
+    "create_database": Example(lambda t0: influxql.create_database("other"), [None], True),
+    "prices_query": Example(
+        lambda t0: influxql.prices_query("btcusd", HOUR, "ex-a"), [["time", "price", "exchange"]]
+    ),
+    "stddev_query": Example(lambda t0: influxql.stddev_query(HOUR), [["time", "stddev"]]),
+    "stddev_range_query": Example(
+        lambda t0: influxql.stddev_range_query(_span(t0)), [["time", "stddev"]]
+    ),
+    "series_query": Example(lambda t0: influxql.series_query(), [["key"]]),
+    "series_of_pair_query": Example(lambda t0: influxql.series_of_pair_query("btcusd"), [["key"]]),
+    "census_query": Example(lambda t0: influxql.census_query(), [["count"], ["key", "value"]]),
+    "hour_counts_query": Example(
+        lambda t0: influxql.hour_counts_query(_span(t0)), [["time", "count"]]
+    ),
+    "moments_query": Example(
+        lambda t0: influxql.moments_query(_span(t0)), [["time", "count", "mean", "stddev"]]
+    ),
+    "moments_query-by-hour": Example(
+        lambda t0: influxql.moments_query(_span(t0), by_hour=True),
+        [["time", "count", "mean", "stddev"]],
+    ),
+    "latest_point_query": Example(lambda t0: influxql.latest_point_query(3600), [["time", "last"]]),
+    "buckets_query": Example(
+        lambda t0: influxql.buckets_query(t0 - 600_000, t0 + 600_000, 60),
+        [["time", "price_sum", "price_count", "volume_sum", "volume_count"]],
+    ),
+    "pair_counts_query": Example(lambda t0: influxql.pair_counts_query(), [["time", "count"]]),
+    "field_keys_query": Example(
+        lambda t0: influxql.field_keys_query(), [["fieldKey", "fieldType"]]
+    ),
+    "pair_bounds_query": Example(
+        lambda t0: influxql.pair_bounds_query("btcusd"), [["time", "first"], ["time", "last"]]
+    ),
+    "pair_points_query": Example(
+        lambda t0: influxql.pair_points_query("btcusd", t0 * MS, (t0 + 60_000) * MS),
+        [["time", "price", "volume", "exchange"]],
+    ),
+    "pair_stats_query": Example(
+        lambda t0: influxql.pair_stats_query("btcusd", t0 * MS, (t0 + 60_000) * MS),
+        [["time", "count", "sum", "count_1", "sum_1"]],
+    ),
+    "delete_pair_range": Example(
+        lambda t0: influxql.delete_pair_range("btcusd", t0 * MS, (t0 + 60_000) * MS), [None], True
+    ),
+}
+
+
+def points(t0: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "time": [t0, t0 + 60_000, t0, t0],
+            "exchange": ["ex-a", "ex-a", "ex-b", "ex-a"],
+            "pair": ["btcusd", "btcusd", "btcusd", "ethusd"],
+            "price": [100.0, 102.0, 50.0, 7.0],
+            "volume": [1.0, 2.0, float("nan"), 3.0],
+        }
+    )
+
+
+def shape(answer: list[list[Series]]) -> list[list[tuple[object, ...]]]:
+    return [
+        [(s.get("name"), s.get("tags"), s["columns"], len(s["values"])) for s in result]
+        for result in answer
+    ]
+
+
+def test_every_catalogue_function_has_an_example() -> None:
+    assert {e.build(0).kind for e in EXAMPLES.values()} == set(CATALOGUE)
+
+
+async def run_on_influxd(
+    cluster: LocalCluster, http: httpx.AsyncClient, example: Example
+) -> tuple[Statement, list[list[Series]], int]:
+    """The example's statement run on a fresh database holding :func:`points`."""
+    shard_map = shard_map_for(cluster)
+    client = next(iter((await clients_for(shard_map, http)).values()))
+    t0 = now_ms() // 60_000 * 60_000 - 120_000
+    await client.write(batches(to_lines(points(t0)), 100)[0])
+    statement = example.build(t0)
+    run = client.execute if example.execute else client.query
+    return statement, await run(statement), t0
+
+
+@pytest.mark.parametrize("example", EXAMPLES.values(), ids=EXAMPLES.keys())
+async def test_catalogue_statement_runs_on_influxd(
+    cluster: LocalCluster, http: httpx.AsyncClient, example: Example
+) -> None:
+    _, answer, _ = await run_on_influxd(cluster, http, example)
+    found = [{tuple(s["columns"]) for s in result} for result in answer]
+    assert found == [{tuple(c)} if c else set() for c in example.columns]
+
+
+FAKED = {name: e for name, e in EXAMPLES.items() if e.build(0).kind in FAKE_KINDS}
+
+
+@pytest.mark.parametrize("example", FAKED.values(), ids=FAKED.keys())
+async def test_fake_shard_answers_in_the_shape_of_influxd(
+    cluster: LocalCluster, http: httpx.AsyncClient, example: Example
+) -> None:
+    statement, answer, t0 = await run_on_influxd(cluster, http, example)
+    fake = FakeShard("fake", now_ms=now_ms()).seed(points(t0))
+    assert shape(await fake.query(statement)) == shape(answer)
