@@ -28,7 +28,6 @@ from starlette.schemas import SchemaGenerator
 
 from alerts.api import AlertsContext
 from alerts.api import routes as alert_routes
-from alerts.settings import AlertSettings
 from federation import __version__
 from federation.core.errors import APIError
 from federation.core.inputs import reject_unknown
@@ -38,7 +37,7 @@ from federation.router.fanout import Federation
 from federation.router.metrics import RouterMetrics
 from federation.router.params import PairQuery
 from federation.router.ranktable import RankTable
-from federation.router.settings import Settings
+from federation.router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ async def shards(request: Request) -> Response:
     watcher: MapWatcher | None = request.app.state.watcher
     if watcher is not None:
         body.update(watcher.status())
-    settings: Settings = request.app.state.settings
+    settings: RouterSettings = request.app.state.settings
     spool = Path(settings.spool_dir or Path(settings.config_path).parent / ".spool")
     for shard in body["shards"]:
         shard["spool"] = _spool_status(spool / shard["name"] / "status.json")
@@ -147,7 +146,7 @@ async def pair(request: Request) -> Response:
         description: strict=true and shards were missing.
     """
     federation = _federation(request)
-    settings: Settings = request.app.state.settings
+    settings: RouterSettings = request.app.state.settings
     query = PairQuery.parse(
         request.path_params["pair"], request.query_params, settings.max_duration.seconds
     )
@@ -194,14 +193,13 @@ def _timed(
 
 def create_app(
     shard_map: ShardMap | None = None,
-    settings: Settings | None = None,
+    settings: RouterSettings | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
-    alerts: AlertSettings | None = None,
 ) -> Starlette:
-    """The router. Without arguments: settings from the environment, the map from its file.
+    """The router, with ``settings`` built once by its process (the defaults when None);
+    without ``shard_map``, the map is read from its file and watched for changes.
     ``transport`` replaces the network (tests inject faults with it)."""
-    settings = settings or Settings.from_env()
-    alerts = alerts or AlertSettings.from_env(config_path=settings.config_path)
+    settings = settings or RouterSettings()
     from_file = shard_map is None  # only a map read from its file is watched for changes
     shard_map = shard_map or load_shard_map(settings.config_path)
 
@@ -210,13 +208,14 @@ def create_app(
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
         async with (
             httpx.AsyncClient(transport=transport, limits=limits) as http,
-            AlertsContext.open(alerts) as app.state.alerts,
+            AlertsContext.open(settings.alerts) as app.state.alerts,
         ):
             federation = Federation(
                 shard_map,
                 http,
                 shard_timeout=settings.shard_timeout,
                 deadline_s=settings.deadline_s,
+                credentials=settings.credentials,
             )
             app.state.federation = federation
             stop = asyncio.Event()

@@ -21,6 +21,7 @@ import httpx
 import orjson
 
 from federation.core import influxql
+from federation.core.credentials import Credentials
 from federation.core.errors import NotFound, ShardError, ShardsUnavailable
 from federation.core.influx import InfluxClient, clients_for, ensure_databases, parse_series_key
 from federation.core.shardmap import ShardMap
@@ -106,8 +107,10 @@ class Federation:
         shard_timeout: float = 10.0,
         deadline_s: float = 30.0,
         metrics: RouterMetrics | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.shard_map = shard_map
+        self.credentials = credentials or Credentials()
         self.shard_timeout = shard_timeout
         self.deadline_s = deadline_s
         self.ranks: RankTable | None = None  # set when the rank is precomputed
@@ -116,7 +119,9 @@ class Federation:
         self.clients = self._clients_for(shard_map)
 
     def _clients_for(self, shard_map: ShardMap) -> dict[str, InfluxClient]:
-        return clients_for(shard_map, self._http, timeout=self.shard_timeout)
+        return clients_for(
+            shard_map, self._http, credentials=self.credentials, timeout=self.shard_timeout
+        )
 
     async def set_map(self, shard_map: ShardMap) -> None:
         """Use a new shard map from now on; a new shard gets the database first."""

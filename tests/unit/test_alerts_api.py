@@ -12,7 +12,7 @@ import pytest
 from alerts.settings import AlertSettings, database_url
 from federation.core.shardmap import Shard, ShardMap
 from federation.router.app import create_app
-from federation.router.settings import Settings
+from federation.router.settings import RouterSettings
 from tests.asgi import served
 
 HOOK = "https://93.184.216.34/hook"
@@ -22,12 +22,11 @@ HOOK = "https://93.184.216.34/hook"
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     shards = httpx.MockTransport(lambda request: httpx.Response(204))
     alerts = AlertSettings(
-        database_url(str(tmp_path / "alerts.sqlite3")),
+        db_url=database_url(str(tmp_path / "alerts.sqlite3")),
         allow_networks=(ipaddress.ip_network("127.0.0.0/8"),),
     )
-    app = create_app(
-        ShardMap((Shard("shard-a", "http://shard-a:8086"),)), Settings(), shards, alerts
-    )
+    shard_map = ShardMap((Shard("shard-a", "http://shard-a:8086"),))
+    app = create_app(shard_map, RouterSettings(alerts=alerts), shards)
     async with served(app) as http:
         yield http
 

@@ -52,8 +52,9 @@ def alert(sub: Subscription) -> AlertPayload:
 
 
 async def deliver_once(
-    store: AlertStore, handler: Handler, url: str = PUBLIC, **changes: float
+    store: AlertStore, handler: Handler, url: str = PUBLIC, later_ms: int = 0, **changes: float
 ) -> tuple[Subscription, Outbox]:
+    """One delivery round, ``later_ms`` after the alert was raised."""
     sub = await store.create_subscription(NewSubscription(webhook=url, email=None), NOW)
     await store.record([alert(sub)], [], [], NOW)
 
@@ -62,7 +63,7 @@ async def deliver_once(
         return await answer if asyncio.iscoroutine(answer) else answer  # type: ignore[no-any-return]
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(respond)) as http:
-        outbox = Outbox(store, settings(**changes), http, clock=lambda: NOW)
+        outbox = Outbox(store, settings(**changes), http, clock=lambda: NOW + later_ms)
         assert await outbox.poll() == 1
         await outbox.drain()
     return sub, outbox
@@ -107,7 +108,9 @@ async def test_private_target_is_refused_at_delivery(store: AlertStore) -> None:
 
 
 async def test_alert_older_than_give_up_is_marked_failed(store: AlertStore) -> None:
-    sub, _ = await deliver_once(store, lambda r: httpx.Response(500), give_up_after_s=0.0)
+    sub, _ = await deliver_once(
+        store, lambda r: httpx.Response(500), later_ms=1000, give_up_after_s=1.0
+    )
     assert (await store.events_of(sub.id))[0].state == "failed"
 
 
@@ -125,7 +128,7 @@ async def test_hung_receiver_does_not_hold_up_detection(tmp_path: Path) -> None:
         await release.wait()
         return httpx.Response(200)
 
-    config = AlertSettings(database_url(str(tmp_path / "a.sqlite3")), delivery_timeout_s=60)
+    config = AlertSettings(db_url=database_url(str(tmp_path / "a.sqlite3")), delivery_timeout_s=60)
     async with httpx.AsyncClient(transport=httpx.MockTransport(hang)) as http:
         service = AlertService(config, http=http, clock=lambda: 0)
         sub = await service.store.create_subscription(

@@ -14,7 +14,7 @@ import pytest
 
 from federation.core.shardmap import Shard, ShardMap
 from federation.router.app import create_app
-from federation.router.settings import Settings
+from federation.router.settings import RouterSettings
 from tests.asgi import served
 
 SHARDS = tuple(Shard(f"shard-{c}", f"http://shard-{c}:8086") for c in "abc")
@@ -70,7 +70,7 @@ def faulty(down: set[str], slow: set[str] = frozenset()) -> httpx.AsyncBaseTrans
 async def router(
     transport: httpx.AsyncBaseTransport, replication: int = 1
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(shard_timeout=0.3, rank_refresh_s=0)  # rank per request
+    settings = RouterSettings(shard_timeout=0.3, rank_refresh_s=0)  # rank per request
     app = create_app(ShardMap(SHARDS, replication=replication), settings, transport)
     async with served(app) as client:
         yield client
@@ -179,7 +179,7 @@ async def test_metrics_count_requests() -> None:
 async def test_shards_show_the_spool_of_an_ingester_on_this_host(tmp_path: Path) -> None:
     (tmp_path / "shard-b").mkdir()
     (tmp_path / "shard-b" / "status.json").write_text('{"batches": 3, "points": 42}')
-    settings = Settings(rank_refresh_s=0, spool_dir=str(tmp_path))
+    settings = RouterSettings(rank_refresh_s=0, spool_dir=str(tmp_path))
     app = create_app(ShardMap(SHARDS), settings, faulty(set()))
     async with served(app) as client:
         shards = (await client.get("/shards")).json()["shards"]
@@ -193,7 +193,7 @@ async def test_pair_during_the_first_rank_build_waits_for_the_table() -> None:
         return influx_answer(request)
 
     app = create_app(
-        ShardMap(SHARDS), Settings(rank_refresh_s=60), httpx.MockTransport(slow_refresh)
+        ShardMap(SHARDS), RouterSettings(rank_refresh_s=60), httpx.MockTransport(slow_refresh)
     )
     async with served(app) as client:
         body = (await client.get("/btcusd")).json()
@@ -207,7 +207,7 @@ async def test_pair_after_a_failed_first_rank_build_ranks_per_request() -> None:
         return influx_answer(request)
 
     app = create_app(
-        ShardMap(SHARDS), Settings(rank_refresh_s=60), httpx.MockTransport(broken_refresh)
+        ShardMap(SHARDS), RouterSettings(rank_refresh_s=60), httpx.MockTransport(broken_refresh)
     )
     async with served(app) as client:
         body = (await client.get("/btcusd")).json()
