@@ -34,6 +34,7 @@ from alerts.settings import AlertSettings
 from alerts.store import AlertStore
 from alerts.types import NewSubscription, Subscription
 from federation.core.clock import now_ms
+from federation.core.durations import Duration
 from federation.core.errors import BadParameter, NotFound
 from federation.core.inputs import parse_id, reject_unknown
 
@@ -42,8 +43,6 @@ MAX_URL = 2048
 FACTOR_MAX = 1000.0
 WINDOW_MIN_S, WINDOW_MAX_S = 60, 86400
 EVENTS_LIMIT_MAX = 500
-_WINDOW_RE = re.compile(r"^-?([1-9][0-9]{0,5})([smhd])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 FIELDS = ("webhook", "email", "pair", "exchange", "metric", "factor", "window")
 
@@ -78,12 +77,11 @@ class _Body(BaseModel):
 
 
 def parse_window(text: str) -> int:
-    match = _WINDOW_RE.match(text)
-    if not match:
-        raise BadParameter(
-            f"window {text!r} is not a length like 30m, 1h or 1d", parameter="window"
-        )
-    seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
+    """A window is a length (``1h``, ``90m``), not a look-back: ``-1h`` is refused."""
+    try:
+        seconds = Duration.parse_length(text).seconds
+    except ValueError as exc:
+        raise BadParameter(f"window {exc}", parameter="window") from None
     if not WINDOW_MIN_S <= seconds <= WINDOW_MAX_S or seconds % 60:
         raise BadParameter(
             f"window {text!r} must be whole minutes between 1m and 24h", parameter="window"

@@ -1,6 +1,6 @@
 """What the ingester runs for alerts: detection on every tick, delivery beside it.
 
-    service = AlertService(AlertSettings.from_env(config_path=...), clients)
+    service = AlertService(settings.alerts, clients)   # the process's AlertSettings
     await service.start()                 # schema, subscriptions, windows from the shards
     Ingester(..., observers=[service.observe])
     delivery = asyncio.create_task(service.run(stop))

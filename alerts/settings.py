@@ -1,33 +1,23 @@
-"""Alerts settings from the environment; a bad value fails at start naming the variable.
-
-ALERTS_DB                 SQLite file path (default ``.alerts.sqlite3`` beside shards.yaml) or a
-                          database URL (``postgresql://user@host/db``, ``sqlite:///path``)
-ALERTS_ALLOW_NETWORKS     comma-separated CIDRs that webhooks may target although they are
-                          private, loopback or link-local (default: none)
-ALERTS_SMTP_HOST / _PORT  the SMTP server for email subscriptions (default localhost:25)
-ALERTS_SMTP_FROM          the sender address (default alerts@localhost)
-ALERTS_SMTP_USERNAME / _PASSWORD, ALERTS_SMTP_STARTTLS (auto|true|false)
-ALERTS_DELIVERY_TIMEOUT   seconds one delivery attempt may take (default 10)
-ALERTS_RETRY_BASE / _MAX  backoff: first retry after BASE s, doubling up to MAX s (2, 300)
-ALERTS_GIVE_UP_AFTER      seconds after which an undelivered alert is marked failed (86400)
-ALERTS_MIN_POINTS         points the window must hold before its mean is trusted (default 1)
-"""
+"""Alerts settings: the ``ALERTS_*`` variables, a section of the router's and the
+ingester's settings (both must see the same database); docs/operations.md lists them.
+The database defaults to ``.alerts.sqlite3`` beside the shard map
+(:func:`database_beside_map`)."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
 
-from federation.core.errors import ConfigError
-from federation.core.settings import env_number
+from pydantic import BeforeValidator
+
+from federation.core.settings import DEFAULT_CONFIG, SettingsModel, setting
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def parse_networks(text: str, var: str = "ALERTS_ALLOW_NETWORKS") -> tuple[Network, ...]:
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated CIDRs; ValueError naming the one that is not a network."""
     networks: list[Network] = []
     for part in text.split(","):
         if not part.strip():
@@ -35,9 +25,8 @@ def parse_networks(text: str, var: str = "ALERTS_ALLOW_NETWORKS") -> tuple[Netwo
         try:
             networks.append(ipaddress.ip_network(part.strip(), strict=False))
         except ValueError:
-            raise ConfigError(
-                f"{var}: {part.strip()!r} is not a network; "
-                f"fix: write CIDRs separated by commas, e.g. {var}=127.0.0.1/32,10.0.0.0/8"
+            raise ValueError(
+                f"{part.strip()!r} is not a network (write CIDRs separated by commas)"
             ) from None
     return tuple(networks)
 
@@ -56,40 +45,86 @@ def database_url(value: str) -> str:
         return f"{drivers[scheme]}://{rest}"
     if scheme in ("sqlite+aiosqlite", "postgresql+asyncpg"):
         return value
-    raise ConfigError(
-        f"ALERTS_DB: {scheme!r} databases are not supported; "
-        "fix: use a file path (SQLite) or a postgresql:// URL"
+    raise ValueError(
+        f"{scheme!r} databases are not supported (a file path for SQLite, or a postgresql:// URL)"
     )
 
 
-def _starttls(env: Mapping[str, str]) -> bool | None:
-    text = env.get("ALERTS_SMTP_STARTTLS", "auto").lower()
+def _networks(value: object) -> object:
+    return parse_networks(value) if isinstance(value, str) else value
+
+
+def _database(value: object) -> object:
+    return database_url(value) if isinstance(value, str) else value
+
+
+def _starttls(value: object) -> object:
+    if not isinstance(value, str):
+        return value
     choices: dict[str, bool | None] = {"auto": None, "true": True, "false": False}
-    if text not in choices:
-        raise ConfigError(
-            f"ALERTS_SMTP_STARTTLS: {text!r} is not auto, true or false; "
-            "fix: set ALERTS_SMTP_STARTTLS=auto"
-        )
-    return choices[text]
+    if value.lower() not in choices:
+        raise ValueError(f"{value!r} is not auto, true or false")
+    return choices[value.lower()]
 
 
-@dataclass(frozen=True)
-class AlertSettings:
-    db_url: str = "sqlite+aiosqlite:///.alerts.sqlite3"
-    allow_networks: tuple[Network, ...] = field(default=())
-    smtp_host: str = "localhost"
-    smtp_port: int = 25
-    smtp_from: str = "alerts@localhost"
-    smtp_username: str | None = None
-    smtp_password: str | None = None
-    smtp_starttls: bool | None = None  # None: use STARTTLS when the server offers it
-    delivery_timeout_s: float = 10.0
-    retry_base_s: float = 2.0
-    retry_max_s: float = 300.0
-    give_up_after_s: float = 86400.0
+class AlertSettings(SettingsModel):
+    db_url: Annotated[str, BeforeValidator(_database)] = setting(
+        "sqlite+aiosqlite:///.alerts.sqlite3",
+        env="ALERTS_DB",
+        default_text=".alerts.sqlite3 beside the shard map",
+        example="/var/lib/federation/alerts.sqlite3",
+        help="SQLite file path, or a database URL (postgresql://user@host/db, sqlite:///path)",
+    )
+    allow_networks: Annotated[tuple[Network, ...], BeforeValidator(_networks)] = setting(
+        (),
+        env="ALERTS_ALLOW_NETWORKS",
+        example="127.0.0.1/32,10.0.0.0/8",
+        help="comma-separated CIDRs that webhooks may target although they are private,"
+        " loopback or link-local",
+    )
+    smtp_host: str = setting("localhost", env="ALERTS_SMTP_HOST", help="the SMTP server")
+    smtp_port: int = setting(25, env="ALERTS_SMTP_PORT", ge=1, le=65535, help="its port")
+    smtp_from: str = setting("alerts@localhost", env="ALERTS_SMTP_FROM", help="sender address")
+    smtp_username: str | None = setting(env="ALERTS_SMTP_USERNAME", help="SMTP login")
+    smtp_password: str | None = setting(
+        env="ALERTS_SMTP_PASSWORD", secret=True, help="SMTP password"
+    )
+    # None: use STARTTLS when the server offers it.
+    smtp_starttls: Annotated[bool | None, BeforeValidator(_starttls)] = setting(
+        env="ALERTS_SMTP_STARTTLS",
+        default_text="auto",
+        example="auto",
+        help="auto (when the server offers it), true or false",
+    )
+    delivery_timeout_s: float = setting(
+        10.0, env="ALERTS_DELIVERY_TIMEOUT", ge=0.1, le=300, help="seconds one attempt may take"
+    )
+    retry_base_s: float = setting(
+        2.0, env="ALERTS_RETRY_BASE", ge=0.01, le=3600, help="seconds before the first retry"
+    )
+    retry_max_s: float = setting(
+        300.0,
+        env="ALERTS_RETRY_MAX",
+        ge=0.01,
+        le=86400,
+        help="longest wait between retries (the wait doubles from ALERTS_RETRY_BASE)",
+    )
+    give_up_after_s: float = setting(
+        86400.0,
+        env="ALERTS_GIVE_UP_AFTER",
+        ge=1,
+        le=30 * 86400,
+        help="seconds after which an undelivered alert is marked failed",
+    )
+    min_points: int = setting(
+        1,
+        env="ALERTS_MIN_POINTS",
+        ge=1,
+        le=100_000,
+        help="points a window must hold before its mean is trusted",
+    )
     poll_interval_s: float = 1.0  # how often the outbox and the subscriptions are looked at
     concurrency: int = 16  # deliveries in flight at once
-    min_points: int = 1
     retention_s: float = 7 * 86400.0  # delivered and failed events are kept this long
 
     @property
@@ -98,23 +133,16 @@ class AlertSettings:
         delivery timeout, so only a deliverer that died lets it come back."""
         return max(60.0, 3 * self.delivery_timeout_s)
 
-    @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] = os.environ, *, config_path: str = "shards.yaml"
-    ) -> AlertSettings:
-        db = env.get("ALERTS_DB") or str(Path(config_path).parent / ".alerts.sqlite3")
-        return cls(
-            db_url=database_url(db),
-            allow_networks=parse_networks(env.get("ALERTS_ALLOW_NETWORKS", "")),
-            smtp_host=env.get("ALERTS_SMTP_HOST", "localhost"),
-            smtp_port=int(env_number(env, "ALERTS_SMTP_PORT", 25, 1, 65535)),
-            smtp_from=env.get("ALERTS_SMTP_FROM", "alerts@localhost"),
-            smtp_username=env.get("ALERTS_SMTP_USERNAME") or None,
-            smtp_password=env.get("ALERTS_SMTP_PASSWORD") or None,
-            smtp_starttls=_starttls(env),
-            delivery_timeout_s=env_number(env, "ALERTS_DELIVERY_TIMEOUT", 10.0, 0.1, 300),
-            retry_base_s=env_number(env, "ALERTS_RETRY_BASE", 2.0, 0.01, 3600),
-            retry_max_s=env_number(env, "ALERTS_RETRY_MAX", 300.0, 0.01, 86400),
-            give_up_after_s=env_number(env, "ALERTS_GIVE_UP_AFTER", 86400.0, 1, 30 * 86400),
-            min_points=int(env_number(env, "ALERTS_MIN_POINTS", 1, 1, 100_000)),
-        )
+
+def database_beside_map(data: Any) -> Any:
+    """The raw values of a model with an ``alerts`` section and a ``config_path``, with
+    the alerts database beside the shard map unless one is given (a before-validator
+    of the router's and the ingester's settings)."""
+    if not isinstance(data, dict):
+        return data
+    alerts = data.get("alerts", {})
+    if isinstance(alerts, dict) and "db_url" not in alerts:
+        config = Path(str(data.get("config_path", DEFAULT_CONFIG)))
+        alerts = {**alerts, "db_url": str(config.parent / ".alerts.sqlite3")}
+        return {**data, "alerts": alerts}
+    return data

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
+from federation.core.durations import Duration
+
 Metric = Literal["price", "volume"]
 METRICS: tuple[Metric, ...] = ("price", "volume")
 EventState = Literal["pending", "delivered", "failed"]
@@ -109,7 +111,4 @@ class EventRecord:
 
 def window_text(seconds: int) -> str:
     """``3600`` as ``1h``, ``5400`` as ``90m``: the largest unit that divides it."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return Duration.of_seconds(seconds).length

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -35,6 +36,7 @@ import psutil
 
 from bench.report import IMG, write_section
 from federation.core.clock import now_ms
+from federation.core.credentials import Credentials
 from federation.core.influx import clients_for, ensure_databases
 from federation.core.lineproto import batches, to_lines
 from federation.core.logs import setup_logging
@@ -111,7 +113,11 @@ def cluster(shards: int, root: Path) -> Iterator[LocalCluster]:
         tuple(Shard(f"s{i}", f"http://127.0.0.1:{free_port()}") for i in range(shards)),
         database="bench",
     )
-    local = LocalCluster(shard_map, root=root / f"shards-{shards}-{time.monotonic_ns()}")
+    local = LocalCluster(
+        shard_map,
+        root=root / f"shards-{shards}-{time.monotonic_ns()}",
+        influxd=os.environ.get("INFLUXD"),
+    )
     with local:
         yield local
 
@@ -130,7 +136,7 @@ async def run_ingester(
 ) -> Result:
     shard_map = local.shard_map
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as http:
-        clients = clients_for(shard_map, http, timeout=10)
+        clients = clients_for(shard_map, http, credentials=Credentials(), timeout=10)
         await ensure_databases(clients)
         writer = ShardWriter(shard_map, clients, spool=Spool(spool_dir))
         source = Frames(frames)
@@ -197,7 +203,7 @@ async def run_outage(
 ) -> SpoolRun:
     shard_map = local.shard_map
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as http:
-        clients = clients_for(shard_map, http, timeout=10)
+        clients = clients_for(shard_map, http, credentials=Credentials(), timeout=10)
         await ensure_databases(clients)
         spool = Spool(spool_dir)
         writer = ShardWriter(shard_map, clients, spool=spool, drain_backoff_max_s=1.0)

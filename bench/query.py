@@ -29,6 +29,7 @@ import psutil
 
 from bench.report import IMG, write_section
 from federation.core.clock import now_ms
+from federation.core.credentials import Credentials
 from federation.core.durations import Duration
 from federation.core.influx import InfluxClient, clients_for, ensure_databases
 from federation.core.influxql import prices_query, stddev_query
@@ -62,7 +63,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def load(shard_map: ShardMap, series: int) -> None:
     async with httpx.AsyncClient(timeout=120) as http:
-        clients = clients_for(shard_map, http, timeout=120)
+        clients = clients_for(shard_map, http, credentials=Credentials(), timeout=120)
         await ensure_databases(clients)
         writer, end = ShardWriter(shard_map, clients), now_ms() // 60_000 * 60_000
         started, written = time.perf_counter(), 0
@@ -212,7 +213,7 @@ def settle(local: LocalCluster, timeout_s: float = 300.0) -> None:
 
 def cluster_of(shards: int, root: str) -> LocalCluster:
     names = [Shard(f"shard-{i}", f"http://127.0.0.1:{free_port()}") for i in range(shards)]
-    return LocalCluster(ShardMap(tuple(names)), root=root)
+    return LocalCluster(ShardMap(tuple(names)), root=root, influxd=os.environ.get("INFLUXD"))
 
 
 def main(quick: bool = False) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import re
 import time
 from collections import Counter
@@ -39,7 +38,6 @@ log = logging.getLogger(__name__)
 
 # "market:<exchange>:<pair>", or the older "<exchange>:<pair>" (no exchange is called "market").
 _KEY = re.compile(r"^(?:market:(?=[^:]+:))?(?!market:)([^:\s]+):([^:\s]+)$")
-API_KEY_ENV = "CRYPTOWATCH_API_KEY"
 
 
 def _number(value: Any) -> float:
@@ -67,8 +65,7 @@ class CryptowatchSource:
         self.timeout_s = timeout_s
         self.volume = volume
         self.max_pages = max_pages
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-        self.headers = {"X-CW-API-Key": key} if key else {}
+        self.headers = {"X-CW-API-Key": api_key} if api_key else {}
         self.allowance: dict[str, Any] = {}
         self._blocked_until = 0.0  # monotonic time before which a 429 asked us not to call
 

@@ -14,7 +14,6 @@ through; a negative or non-finite volume is dropped from its row (the price stay
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from federation.core.clock import now_ms
 from ingest.simulated import SNAPSHOT_COLUMNS, SimulatedMarket
 
 COLUMNS: tuple[str, ...] = SNAPSHOT_COLUMNS  # time, exchange, pair, price, volume
-ID_PATTERN = re.compile(ids.ID_PATTERN)
 MAX_FUTURE_MS = 5 * 60_000  # a clock ahead by more than this is a bad row, not a price
 
 
@@ -66,7 +64,7 @@ def _valid_ids(column: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, in
     codes, uniques = pd.factorize(column, use_na_sentinel=True)
     originals = uniques.tolist()
     lowered = [u.lower() if isinstance(u, str) else "" for u in originals]
-    ok_unique = np.array([ID_PATTERN.fullmatch(v) is not None for v in lowered] + [False])
+    ok_unique = np.array([ids.is_id(v) for v in lowered] + [False])
     ok = ok_unique[codes]  # code -1 (missing) takes the trailing False
     if lowered != originals:
         mapped = np.array([*lowered, ""], dtype=object)[codes]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # Up to 15 digits, so that an absurd length is told it is too long, not malformed.
 _LENGTH_RE = re.compile(r"^([1-9][0-9]{0,14})([smhdw])$")
-LENGTH_HINT = "a whole number, then one of s, m, h, d, w (e.g. 30m, 6h, 7d)"
+LENGTH_HINT = "a whole number, then one of s, m, h, d, w"
 
 
 @dataclass(frozen=True, order=True)

@@ -5,7 +5,8 @@ Every failure becomes a :class:`~federation.core.errors.ShardError`: a transport
 timeout or 5xx is :class:`ShardUnavailable` (retry later), any other 4xx is
 :class:`ShardRejected` (retrying cannot help), and an error InfluxDB reports inside a
 200 answer is :class:`QueryError`. The ``httpx.AsyncClient`` is passed in: its owner
-(the app's lifespan, the ingester) decides its lifetime and connection limits.
+(the app's lifespan, the ingester) decides its lifetime and connection limits; so are
+the credentials, which the process's settings read from the environment at start.
 
 Callers depend on :class:`ShardClient`, the interface :class:`InfluxClient` implements,
 so tests can put a fake shard behind the same calls.
@@ -25,9 +26,10 @@ import httpx
 import orjson
 
 from federation.core import influxql
+from federation.core.credentials import Credentials
 from federation.core.errors import QueryError, ShardError, ShardRejected, ShardUnavailable
 from federation.core.influxql import Statement
-from federation.core.shardmap import Shard, ShardMap, credentials_for
+from federation.core.shardmap import Shard, ShardMap
 from federation.core.types import Series
 
 log = logging.getLogger(__name__)
@@ -79,15 +81,16 @@ class InfluxClient:
         database: str,
         *,
         timeout: float = 10.0,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
+        """``headers`` carry the shard's credentials (:meth:`Credentials.headers`)."""
         self.shard = shard
         self.name = shard.name
         self.database = database
         self._http = http
         self._base = shard.url.rstrip("/")
         self._timeout = timeout
-        self._headers = credentials_for(shard.name) if headers is None else headers
+        self._headers = dict(headers or {})
 
     async def _request(
         self,
@@ -211,11 +214,18 @@ class InfluxClient:
 
 
 def clients_for(
-    shard_map: ShardMap, http: httpx.AsyncClient, *, timeout: float = 10.0
+    shard_map: ShardMap,
+    http: httpx.AsyncClient,
+    *,
+    credentials: Credentials,
+    timeout: float = 10.0,
 ) -> dict[str, InfluxClient]:
     """One client per shard of the map, by shard name, sharing ``http``."""
     return {
-        s.name: InfluxClient(s, http, shard_map.database, timeout=timeout) for s in shard_map.shards
+        s.name: InfluxClient(
+            s, http, shard_map.database, timeout=timeout, headers=credentials.headers(s.name)
+        )
+        for s in shard_map.shards
     }
 
 

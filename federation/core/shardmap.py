@@ -3,13 +3,11 @@
 Construction is separate from loading: :class:`ShardMap` checks its own invariants and
 can be built in code (tests do); :func:`load_shard_map` reads and validates a file and
 turns every problem into one :class:`ConfigError` naming the key and the fix.
-Credentials never live in the file: :func:`credentials_for` reads them from the
-environment.
+Credentials never live in the file (:mod:`federation.core.credentials`).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import re
@@ -200,25 +198,3 @@ def load_shard_map(path: str | os.PathLike[str]) -> ShardMap:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_shard_map(data, source=str(path))
-
-
-def credentials_for(shard: str, env: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """HTTP headers carrying the shard's credentials, read from the environment.
-
-    ``INFLUX_TOKEN`` (InfluxDB 2.x/3.x) or ``INFLUX_USERNAME``/``INFLUX_PASSWORD`` (1.x)
-    apply to every shard; a ``_<SHARD>`` suffix (name upper-cased, '-' as '_') applies to
-    one shard and wins.
-    """
-    suffix = "_" + shard.upper().replace("-", "_")
-
-    def get(var: str) -> str | None:
-        return env.get(var + suffix) or env.get(var)
-
-    token = get("INFLUX_TOKEN")
-    if token:
-        return {"Authorization": f"Token {token}"}
-    user, password = get("INFLUX_USERNAME"), get("INFLUX_PASSWORD")
-    if user:
-        basic = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
-        return {"Authorization": f"Basic {basic}"}
-    return {}

@@ -31,7 +31,6 @@ from starlette.schemas import SchemaGenerator
 
 from alerts.api import AlertsContext
 from alerts.api import routes as alert_routes
-from alerts.settings import AlertSettings
 from federation import __version__
 from federation.core.errors import APIError
 from federation.core.influx import Connect, InfluxClient, ShardClient
@@ -43,7 +42,7 @@ from federation.router.fanout import Federation
 from federation.router.metrics import RequestMetrics, RouterMetrics
 from federation.router.params import PairQuery
 from federation.router.ranktable import RankTable
-from federation.router.settings import Settings
+from federation.router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ async def shards(request: Request) -> Response:
     watcher: MapWatcher | None = request.app.state.watcher
     if watcher is not None:
         body.update(watcher.status())
-    settings: Settings = request.app.state.settings
+    settings: RouterSettings = request.app.state.settings
     spool = Path(settings.spool_dir or Path(settings.config_path).parent / ".spool")
     for shard in body["shards"]:
         shard["spool"] = _spool_status(spool / shard["name"] / "status.json")
@@ -152,7 +151,7 @@ async def pair(request: Request) -> Response:
         description: strict=true and shards were missing.
     """
     federation = _federation(request)
-    settings: Settings = request.app.state.settings
+    settings: RouterSettings = request.app.state.settings
     query = PairQuery.parse(
         request.path_params["pair"], request.query_params, settings.max_duration.seconds
     )
@@ -162,15 +161,14 @@ async def pair(request: Request) -> Response:
 
 def create_app(
     shard_map: ShardMap | None = None,
-    settings: Settings | None = None,
+    settings: RouterSettings | None = None,
     connect: Connect | None = None,
-    alerts: AlertSettings | None = None,
 ) -> Starlette:
-    """The router. Without arguments: settings from the environment, the map from its file.
+    """The router, with ``settings`` built once by its process (the defaults when None);
+    without ``shard_map``, the map is read from its file and watched for changes.
     ``connect`` builds each shard's client (tests put fake shards behind it); by default
-    an :class:`InfluxClient` on the lifespan's HTTP client."""
-    settings = settings or Settings.from_env()
-    alerts = alerts or AlertSettings.from_env(config_path=settings.config_path)
+    an :class:`InfluxClient` on the lifespan's HTTP client, with the shard's credentials."""
+    settings = settings or RouterSettings()
     from_file = shard_map is None  # only a map read from its file is watched for changes
     shard_map = shard_map or load_shard_map(settings.config_path)
     router_metrics = RouterMetrics()  # the middleware counts into it before the lifespan runs
@@ -180,11 +178,14 @@ def create_app(
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
         async with (
             httpx.AsyncClient(limits=limits) as http,
-            AlertsContext.open(alerts) as app.state.alerts,
+            AlertsContext.open(settings.alerts) as app.state.alerts,
         ):
 
             def influx(shard: Shard, database: str) -> ShardClient:
-                return InfluxClient(shard, http, database, timeout=settings.shard_timeout)
+                headers = settings.credentials.headers(shard.name)
+                return InfluxClient(
+                    shard, http, database, timeout=settings.shard_timeout, headers=headers
+                )
 
             federation = Federation(
                 shard_map,

@@ -1,50 +1,74 @@
-"""Router settings from the environment; a bad value fails at start naming the variable."""
+"""The router process's settings (``python -m federation serve``), built once at start
+from the environment and the command line and passed to :func:`create_app`: the
+``FEDERATION_*`` variables, where it listens, the alerts API's settings and the
+shards' credentials."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Any
 
+from pydantic import Field, field_validator, model_validator
+
+from alerts.settings import AlertSettings, database_beside_map
+from federation.core.credentials import Credentials
 from federation.core.durations import Duration
-from federation.core.errors import ConfigError
-from federation.core.settings import env_number
+from federation.core.settings import LookBack, ProcessSettings, setting
 
 
-@dataclass(frozen=True)
-class Settings:
-    config_path: str = "shards.yaml"
-    shard_timeout: float = 10.0  # seconds one shard may take for one query (or one chunk)
-    deadline_s: float = 30.0  # seconds a whole answer may take; later shards are missing
-    rank_refresh_s: float = 60.0  # how often the rank table is rebuilt; 0: rank per request
-    reload_check_s: float = 5.0  # how often shards.yaml is checked for changes (and on SIGHUP)
-    spool_dir: str | None = None  # the ingester's spool on this host; default: .spool by the map
-    # The longest window a query may ask for (Duration is frozen: sharing it is safe).
-    max_duration: Duration = Duration(30, "d")  # noqa: RUF009
+class RouterSettings(ProcessSettings):
+    host: str = setting("127.0.0.1", flag="--host", help="address to listen on")
+    port: int = setting(8001, flag="--port", ge=1, le=65535, help="port to listen on")
+    shard_timeout: float = setting(
+        10.0,
+        env="FEDERATION_SHARD_TIMEOUT",
+        ge=0.01,
+        le=600,
+        help="seconds one shard may take for one query (or one chunk of a streamed answer);"
+        " then it is reported missing",
+    )
+    deadline_s: float = setting(
+        30.0,
+        env="FEDERATION_DEADLINE",
+        ge=0.01,
+        le=3600,
+        help="seconds a whole price answer may take; shards still streaming then are cut"
+        " and reported missing",
+    )
+    rank_refresh_s: float = setting(
+        60.0,
+        env="FEDERATION_RANK_REFRESH",
+        ge=0,
+        le=86400,
+        help="seconds between rebuilds of the rank table; 0 computes the rank per request",
+    )
+    reload_check_s: float = setting(
+        5.0,
+        env="FEDERATION_RELOAD_CHECK",
+        ge=0.1,
+        le=3600,
+        help="seconds between checks of the shard map for changes (SIGHUP checks at once)",
+    )
+    spool_dir: str | None = setting(
+        env="FEDERATION_SPOOL_DIR",
+        default_text=".spool beside the shard map",
+        help="where an ingester on this host spools; /shards shows each shard's queue",
+    )
+    max_duration: LookBack = setting(
+        Duration(30, "d"),
+        env="FEDERATION_MAX_DURATION",
+        help="the longest window a query may ask for",
+    )
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    credentials: Credentials = Field(default_factory=Credentials)
 
+    @field_validator("rank_refresh_s")
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        defaults = cls()
-        max_text = env.get("FEDERATION_MAX_DURATION", str(defaults.max_duration))
-        try:
-            max_duration = Duration.parse(max_text)
-        except ValueError as exc:
-            raise ConfigError(
-                f"FEDERATION_MAX_DURATION: {exc}; fix: set e.g. FEDERATION_MAX_DURATION=-30d"
-            ) from None
-        refresh = env_number(env, "FEDERATION_RANK_REFRESH", defaults.rank_refresh_s, 0, 86400)
-        if 0 < refresh < 1:
-            raise ConfigError("FEDERATION_RANK_REFRESH: below 1 second; fix: 0 (off) or at least 1")
-        return cls(
-            config_path=env.get("FEDERATION_CONFIG", defaults.config_path),
-            spool_dir=env.get("FEDERATION_SPOOL_DIR"),
-            shard_timeout=env_number(
-                env, "FEDERATION_SHARD_TIMEOUT", defaults.shard_timeout, 0.01, 600
-            ),
-            deadline_s=env_number(env, "FEDERATION_DEADLINE", defaults.deadline_s, 0.01, 3600),
-            rank_refresh_s=refresh,
-            reload_check_s=env_number(
-                env, "FEDERATION_RELOAD_CHECK", defaults.reload_check_s, 0.1, 3600
-            ),
-            max_duration=max_duration,
-        )
+    def _off_or_a_second(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError(f"{value:g} is neither 0 (rank per request) nor at least 1 second")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alerts_beside_map(cls, data: Any) -> Any:
+        return database_beside_map(data)

@@ -1,8 +1,12 @@
 """``python -m federation``: the router, the local shards, or the whole local stack.
 
-federation serve     the query router (uvicorn)
-federation cluster   one influxd per loopback shard of shards.yaml, until Ctrl-C
-federation stack     local shards + ingester + router, until Ctrl-C (``make run``)
+federation serve       the query router (uvicorn)
+federation cluster     one influxd per loopback shard of shards.yaml, until Ctrl-C
+federation stack       local shards + ingester + router, until Ctrl-C (``make run``)
+federation rebalance   move every misplaced pair to its owners (--plan: only say what)
+
+Each command builds its settings once, from its flags and the environment
+(docs/operations.md lists them), and passes them to what it runs.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import httpx
 import uvicorn
@@ -30,68 +36,56 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from federation.core.durations import Duration
-from federation.core.errors import ConfigError, FederationError
+from federation.core.errors import FederationError
 from federation.core.influx import clients_for
 from federation.core.logs import setup_logging, uvicorn_log_config
+from federation.core.settings import ProcessSettings, add_flags, flags_given
 from federation.core.shardmap import load_shard_map
+from federation.router.settings import RouterSettings
 from federation.tools.localcluster import LocalCluster, die_with_parent
 from federation.tools.rebalance import Move, Rebalancer, format_plan
+from federation.tools.settings import (
+    STACK_FLAGS,
+    ClusterSettings,
+    RebalanceSettings,
+    StackSettings,
+)
 
 log = logging.getLogger("federation")
+S = TypeVar("S", bound=ProcessSettings)
+# Flags of every command, given before it: python -m federation --config x.yaml serve
+COMMON = ("--config", "--log-level")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="federation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--config",
-        default=os.environ.get("FEDERATION_CONFIG", "shards.yaml"),
-        help="shard map (default: %(default)s)",
-    )
-    parser.add_argument("--log-level", default="INFO")
+    add_flags(parser, ProcessSettings)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the query router")
+    add_flags(serve, RouterSettings, skip=COMMON)
     cluster = commands.add_parser("cluster", help="run the local shards until Ctrl-C")
+    add_flags(cluster, ClusterSettings, skip=COMMON)
     stack = commands.add_parser("stack", help="run local shards, ingester and router")
+    add_flags(stack, StackSettings, only=STACK_FLAGS, grouped=False)
     rebalance = commands.add_parser(
         "rebalance", help="move every misplaced pair to its owners, verified, resumable"
     )
-    rebalance.add_argument(
-        "--plan",
-        action="store_true",
-        help="print which pairs move where, with point counts; change nothing",
-    )
-    rebalance.add_argument(
-        "--window",
-        default="6h",
-        help="copy each pair in time windows this long, e.g. 30m, 6h (default: %(default)s)",
-    )
-    for sub in (serve, stack):
-        sub.add_argument("--host", default="127.0.0.1")
-        sub.add_argument("--port", type=int, default=8001)
-    for sub in (cluster, stack):
-        sub.add_argument(
-            "--data-dir",
-            default=".cluster",
-            help="where local shards keep their files (default: %(default)s)",
-        )
-    stack.add_argument("--series", type=int, default=500, help="simulated series (default: 500)")
-    stack.add_argument("--interval", type=float, default=60.0, help="tick seconds (default: 60)")
+    add_flags(rebalance, RebalanceSettings, skip=COMMON)
     return parser.parse_args(argv)
 
 
-def serve(args: argparse.Namespace) -> int:
-    os.environ["FEDERATION_CONFIG"] = args.config
-    load_shard_map(args.config)  # fail before uvicorn starts, with the key and the fix
+def serve(settings: RouterSettings) -> int:
+    from federation.router.app import create_app  # the app's imports only for this command
+
+    app = create_app(settings=settings)  # reads the map: a bad one fails before uvicorn starts
     uvicorn.run(
-        "federation.router.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level.lower(),
-        log_config=uvicorn_log_config(args.log_level),
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings.log_level),
     )
     return 0
 
@@ -106,9 +100,10 @@ class _Stop:
         self.requested = True
 
 
-def cluster(args: argparse.Namespace) -> int:
+def cluster(settings: ClusterSettings) -> int:
     stop = _Stop()
-    with LocalCluster(load_shard_map(args.config), root=args.data_dir) as local:
+    shard_map = load_shard_map(settings.config_path)
+    with LocalCluster(shard_map, root=settings.data_dir, influxd=settings.influxd) as local:
         log.info("local shards up: %s; Ctrl-C stops them", ", ".join(local.shards))
         while not stop.requested:
             time.sleep(0.2)
@@ -122,20 +117,21 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def stack(args: argparse.Namespace) -> int:
-    stop = _Stop()
-    shard_map = load_shard_map(args.config)
-    common = ["--config", args.config, "--log-level", args.log_level]
-    commands = {
+def child_commands(settings: StackSettings) -> dict[str, list[str]]:
+    """The ingester's and the router's command lines: the settings given to the stack
+    that are theirs, passed on as flags (their environment is the stack's own)."""
+    common = ["--config", settings.config_path, "--log-level", settings.log_level]
+    ingest = settings.ingester.ingest
+    return {
         "ingester": [
             sys.executable,
             "-m",
             "ingest",
             *common,
             "--series",
-            str(args.series),
+            str(ingest.series),
             "--interval",
-            str(args.interval),
+            repr(ingest.interval_s),
         ],
         "router": [
             sys.executable,
@@ -144,25 +140,34 @@ def stack(args: argparse.Namespace) -> int:
             *common,
             "serve",
             "--host",
-            args.host,
+            settings.router.host,
             "--port",
-            str(args.port),
+            str(settings.router.port),
         ],
     }
-    with LocalCluster(shard_map, root=args.data_dir) as local:
+
+
+def stack(settings: StackSettings, env: Mapping[str, str]) -> int:
+    """Local shards, then the ingester and the router as child processes, each given
+    ``env`` (the environment the stack's settings were checked against)."""
+    stop = _Stop()
+    shard_map = load_shard_map(settings.config_path)
+    commands = child_commands(settings)
+    host, port = settings.router.host, settings.router.port
+    with LocalCluster(shard_map, root=settings.data_dir, influxd=settings.influxd) as local:
         children = {
-            name: subprocess.Popen(cmd, preexec_fn=die_with_parent)
+            name: subprocess.Popen(cmd, env=dict(env), preexec_fn=die_with_parent)
             for name, cmd in commands.items()
         }
         log.info(
             "router on http://%s:%d, try: curl %s:%d/btcusd; Ctrl-C stops everything",
-            args.host,
-            args.port,
-            args.host,
-            args.port,
+            host,
+            port,
+            host,
+            port,
         )
         exit_code = 0
-        config = Path(args.config)
+        config = Path(settings.config_path)
         seen = _mtime(config)
         try:
             while not stop.requested:
@@ -193,21 +198,15 @@ def stack(args: argparse.Namespace) -> int:
     return exit_code
 
 
-async def _rebalance(args: argparse.Namespace) -> int:
-    shard_map = load_shard_map(args.config)
-    try:
-        window = Duration.parse("-" + args.window.lstrip("-"))
-    except ValueError:
-        raise ConfigError(
-            f"--window: {args.window!r} is not a length like 30m, 6h or 1d "
-            "(a whole number, then one of s, m, h, d, w)"
-        ) from None
+async def _rebalance(settings: RebalanceSettings) -> int:
+    shard_map = load_shard_map(settings.config_path)
+    window_ns = settings.window.seconds * 1_000_000_000
     async with httpx.AsyncClient() as http:
-        clients = clients_for(shard_map, http, timeout=120.0)
-        rebalancer = Rebalancer(shard_map, clients, window_ns=window.seconds * 1_000_000_000)
+        clients = clients_for(shard_map, http, credentials=settings.credentials, timeout=120.0)
+        rebalancer = Rebalancer(shard_map, clients, window_ns=window_ns)
         moves = await rebalancer.plan()
         print(format_plan(moves, shard_map))
-        if args.plan or not moves:
+        if settings.plan or not moves:
             return 0
         with Progress(
             TextColumn("{task.description}"),
@@ -233,17 +232,33 @@ async def _rebalance(args: argparse.Namespace) -> int:
         return 1 if report.failed else 0
 
 
-def rebalance(args: argparse.Namespace) -> int:
-    return asyncio.run(_rebalance(args))
+def rebalance(settings: RebalanceSettings) -> int:
+    return asyncio.run(_rebalance(settings))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _started(settings: S) -> S:
+    setup_logging(settings.log_level)
+    return settings
+
+
+def run(command: str, env: Mapping[str, str], flags: Mapping[str, object]) -> int:
+    """Build the command's settings once, from ``env`` and its flags, and run it."""
+    if command == "serve":
+        return serve(_started(RouterSettings.load(env, flags)))
+    if command == "cluster":
+        return cluster(_started(ClusterSettings.load(env, flags)))
+    if command == "stack":
+        return stack(_started(StackSettings.load(env, flags)), env)
+    return rebalance(_started(RebalanceSettings.load(env, flags)))
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """``env``: the process's own environment when None, read here once."""
     args = parse_args(argv)
-    setup_logging(args.log_level)
     try:
-        command = {"serve": serve, "cluster": cluster, "stack": stack, "rebalance": rebalance}
-        return command[args.command](args)
+        return run(args.command, dict(os.environ) if env is None else env, flags_given(args))
     except FederationError as exc:
+        setup_logging("INFO")  # does nothing when the settings have set it up
         log.error("%s", exc)
         return 2
 

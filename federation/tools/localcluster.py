@@ -37,8 +37,9 @@ INSTALL_HINT = (
 )
 
 
-def find_influxd() -> str:
-    candidate = os.environ.get("INFLUXD") or shutil.which("influxd") or "/usr/bin/influxd"
+def find_influxd(configured: str | None = None) -> str:
+    """``configured`` (the INFLUXD setting), else influxd on PATH, else /usr/bin/influxd."""
+    candidate = configured or shutil.which("influxd") or "/usr/bin/influxd"
     if not Path(candidate).is_file():
         raise FederationError(INSTALL_HINT)
     return candidate
@@ -86,9 +87,16 @@ class LocalShard:
 
 
 class LocalCluster:
-    def __init__(self, shard_map: ShardMap, root: str | os.PathLike[str] = ".cluster") -> None:
+    def __init__(
+        self,
+        shard_map: ShardMap,
+        root: str | os.PathLike[str] = ".cluster",
+        *,
+        influxd: str | None = None,
+    ) -> None:
         self.shard_map = shard_map
         self.root = Path(root)
+        self.influxd = influxd
         self.shards = {
             s.name: LocalShard(s, self.root / s.name) for s in shard_map.shards if s.is_loopback
         }
@@ -97,7 +105,7 @@ class LocalCluster:
                 log.info("shard %s (%s) is remote: not started here", shard.name, shard.url)
 
     def start(self, timeout: float = 60.0) -> None:
-        influxd = find_influxd()
+        influxd = find_influxd(self.influxd)
         for name in self.shards:
             self._refuse_foreign_server(self.shards[name].shard)
         try:
@@ -117,7 +125,7 @@ class LocalCluster:
             if shard.is_loopback and shard.name not in self.shards:
                 self._refuse_foreign_server(shard)
                 local = self.shards[shard.name] = LocalShard(shard, self.root / shard.name)
-                self._spawn(find_influxd(), local)
+                self._spawn(find_influxd(self.influxd), local)
                 self._wait_ready(local, timeout)
                 started.append(shard.name)
         self.shard_map = shard_map
@@ -125,7 +133,7 @@ class LocalCluster:
 
     def start_shard(self, name: str, timeout: float = 60.0) -> None:
         local = self.shards[name]
-        self._spawn(find_influxd(), local)
+        self._spawn(find_influxd(self.influxd), local)
         self._wait_ready(local, timeout)
 
     def stop_shard(self, name: str, timeout: float = 20.0) -> None:

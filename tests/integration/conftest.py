@@ -7,6 +7,7 @@ installs it (`make test` does), and a skipped suite would prove nothing.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from federation.core import influx
+from federation.core.credentials import Credentials
 from federation.core.influx import InfluxClient
 from federation.core.influxql import Statement
 from federation.core.shardmap import Shard, ShardMap
@@ -26,7 +28,7 @@ def make_cluster(root: object, shards: int) -> LocalCluster:
             Shard(f"shard-{chr(97 + i)}", f"http://127.0.0.1:{free_port()}") for i in range(shards)
         )
     )
-    return LocalCluster(shard_map, root=str(root))
+    return LocalCluster(shard_map, root=str(root), influxd=os.environ.get("INFLUXD"))
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +66,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 async def clients_for(shard_map: ShardMap, http: httpx.AsyncClient) -> dict[str, InfluxClient]:
     """One client per shard, with the map's database created on each."""
-    clients = influx.clients_for(shard_map, http)
+    clients = influx.clients_for(shard_map, http, credentials=Credentials())
     await influx.ensure_databases(clients, timeout_s=10)
     return clients
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def settings(tmp_path: Path, smtp_port: int = 25) -> AlertSettings:
     return AlertSettings(
-        database_url(str(tmp_path / "alerts.sqlite3")),
+        db_url=database_url(str(tmp_path / "alerts.sqlite3")),
         allow_networks=(ipaddress.ip_network("127.0.0.0/8"),),
         smtp_host="127.0.0.1",
         smtp_port=smtp_port,

@@ -51,7 +51,7 @@ async def ninety_minutes(
 
 async def restarted(written: Written, tmp_path: Path) -> tuple[AlertService, Subscription]:
     config = AlertSettings(
-        database_url(str(tmp_path / "alerts.sqlite3")),
+        db_url=database_url(str(tmp_path / "alerts.sqlite3")),
         allow_networks=(ipaddress.ip_network("127.0.0.0/8"),),
     )
     service = AlertService(config, written.clients)

@@ -18,7 +18,7 @@ from federation.core.clock import now_ms
 from federation.core.influx import InfluxClient
 from federation.core.shardmap import Shard, ShardMap
 from federation.router.app import create_app
-from federation.router.settings import Settings
+from federation.router.settings import RouterSettings
 from federation.tools.localcluster import LocalCluster
 from federation.tools.rebalance import Move, Rebalancer
 from ingest.simulated import SimulatedMarket
@@ -165,7 +165,7 @@ async def test_queries_during_rebalance_return_every_point(
     old, grown, raw, clients = await seeded(cluster4, http)
     moving = sorted({p for p in raw.pair if old.owners(p) != grown.owners(p)})[:3]
     rebalancer = Rebalancer(grown, clients, window_ns=1_800_000_000_000)
-    app = create_app(grown, Settings(rank_refresh_s=0))
+    app = create_app(grown, RouterSettings(rank_refresh_s=0))
     seen: list[int] = []
     async with served(app) as router:
         task = asyncio.create_task(rebalancer.run(await rebalancer.plan()))

@@ -15,7 +15,7 @@ from federation.core.influxql import series_of_pair_query
 from federation.core.lineproto import batches, to_lines
 from federation.core.shardmap import ShardMap
 from federation.router.app import create_app
-from federation.router.settings import Settings
+from federation.router.settings import RouterSettings
 from federation.tools.localcluster import LocalCluster
 from ingest.writer import ShardWriter
 from tests.asgi import served
@@ -81,7 +81,7 @@ async def loaded(
     assert report.points == len(raw) * replication
     assert not report.failed
     app = create_app(
-        shard_map, Settings(shard_timeout=5.0, rank_refresh_s=60 if precomputed else 0)
+        shard_map, RouterSettings(shard_timeout=5.0, rank_refresh_s=60 if precomputed else 0)
     )
     async with served(app) as client:
         if precomputed:

@@ -12,7 +12,7 @@ import pytest
 from alerts.settings import AlertSettings, database_url
 from federation.core.shardmap import Shard, ShardMap
 from federation.router.app import create_app
-from federation.router.settings import Settings
+from federation.router.settings import RouterSettings
 from tests.asgi import served
 from tests.fakeshard import connect_to
 
@@ -22,12 +22,11 @@ HOOK = "https://93.184.216.34/hook"
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     alerts = AlertSettings(
-        database_url(str(tmp_path / "alerts.sqlite3")),
+        db_url=database_url(str(tmp_path / "alerts.sqlite3")),
         allow_networks=(ipaddress.ip_network("127.0.0.0/8"),),
     )
-    app = create_app(
-        ShardMap((Shard("shard-a", "http://shard-a:8086"),)), Settings(), connect_to({}), alerts
-    )
+    shard_map = ShardMap((Shard("shard-a", "http://shard-a:8086"),))
+    app = create_app(shard_map, RouterSettings(alerts=alerts), connect_to({}))
     async with served(app) as http:
         yield http
 
@@ -77,6 +76,8 @@ async def test_events_of_new_subscription_are_empty(client: httpx.AsyncClient) -
         ({"webhook": HOOK, "window": "90s"}, "window"),
         ({"webhook": HOOK, "window": "2d"}, "window"),
         ({"webhook": HOOK, "window": "an hour"}, "window"),
+        ({"webhook": HOOK, "window": "-1h"}, "window"),
+        ({"webhook": HOOK, "window": "1.5h"}, "window"),
         ({"webhook": HOOK, "metric": "rank"}, "metric"),
         ({"webhook": HOOK, "pair": "btc'usd"}, "pair"),
         ({"webhook": HOOK, "exchange": "a b"}, "exchange"),
@@ -99,6 +100,8 @@ async def test_events_of_new_subscription_are_empty(client: httpx.AsyncClient) -
         "window-seconds",
         "window-long",
         "window-text",
+        "window-look-back",
+        "window-fraction",
         "metric",
         "pair",
         "exchange",

@@ -13,6 +13,8 @@ from alerts.netguard import NetworkGuard, Resolver
 from alerts.settings import AlertSettings, database_url, parse_networks
 from alerts.signing import signature, verify
 from federation.core.errors import ConfigError
+from federation.router.settings import RouterSettings
+from federation.tools.settings import IngesterSettings
 
 NOW = 1_700_000_000
 
@@ -112,13 +114,35 @@ async def test_guard_refuses_a_name_it_cannot_vouch_for(resolver: Resolver, erro
     ids=["network", "port", "timeout", "starttls", "db-scheme"],
 )
 def test_bad_setting_names_the_variable(env: dict[str, str], var: str) -> None:
-    with pytest.raises(ConfigError, match=var):
-        AlertSettings.from_env(env)
+    with pytest.raises(ConfigError, match=f"^{var}: .*; fix: set e.g. {var}="):
+        AlertSettings.load(env)
 
 
-def test_database_defaults_beside_the_shard_map() -> None:
-    settings = AlertSettings.from_env({}, config_path="/etc/crypto/shards.yaml")
-    assert settings.db_url == "sqlite+aiosqlite:////etc/crypto/.alerts.sqlite3"
+@pytest.mark.parametrize("process", [RouterSettings, IngesterSettings], ids=["router", "ingester"])
+@pytest.mark.parametrize(
+    ("env", "flags"),
+    [({"FEDERATION_CONFIG": "/etc/crypto/shards.yaml"}, {}), ({}, {"--config": "/etc/crypto/x"})],
+    ids=["variable", "flag"],
+)
+def test_database_defaults_beside_the_shard_map(
+    process: type[RouterSettings | IngesterSettings],
+    env: dict[str, str],
+    flags: dict[str, object],
+) -> None:
+    settings = process.load(env, flags)
+    assert settings.alerts.db_url == "sqlite+aiosqlite:////etc/crypto/.alerts.sqlite3"
+
+
+def test_database_given_is_not_moved_beside_the_map() -> None:
+    env = {"FEDERATION_CONFIG": "/etc/crypto/shards.yaml", "ALERTS_DB": "postgres://u@db/a"}
+    assert RouterSettings.load(env).alerts.db_url == "postgresql+asyncpg://u@db/a"
+
+
+@pytest.mark.parametrize(
+    ("text", "starttls"), [("auto", None), ("TRUE", True), ("false", False)], ids=str
+)
+def test_starttls_reads_auto_true_or_false(text: str, starttls: bool | None) -> None:
+    assert AlertSettings.load({"ALERTS_SMTP_STARTTLS": text}).smtp_starttls is starttls
 
 
 @pytest.mark.parametrize(

@@ -92,12 +92,14 @@ async def attempt(
     url: str,
     http: httpx.AsyncClient,
     guard: NetworkGuard | None = None,
+    later_ms: int = 0,
     **changes: float,
 ) -> tuple[Subscription, Outbox]:
-    """A subscription to ``url`` with one alert in the outbox, and one attempt at it."""
+    """A subscription to ``url`` with one alert in the outbox, and one attempt at it,
+    ``later_ms`` after the alert was raised."""
     sub = await store.create_subscription(NewSubscription(webhook=url, email=None), NOW)
     await store.record([alert(sub)], [], [], NOW)
-    outbox = Outbox(store, settings(**changes), http, guard=guard, clock=lambda: NOW)
+    outbox = Outbox(store, settings(**changes), http, guard=guard, clock=lambda: NOW + later_ms)
     assert await outbox.poll() == 1
     await outbox.drain()
     return sub, outbox
@@ -108,6 +110,7 @@ async def deliver_once(
     handler: Handler,
     url: str = PUBLIC,
     guard: NetworkGuard | None = None,
+    later_ms: int = 0,
     **changes: float,
 ) -> tuple[Subscription, Outbox]:
     async def respond(request: httpx.Request) -> httpx.Response:
@@ -115,7 +118,7 @@ async def deliver_once(
         return await answer if asyncio.iscoroutine(answer) else answer  # type: ignore[no-any-return]
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(respond)) as http:
-        return await attempt(store, url, http, guard, **changes)
+        return await attempt(store, url, http, guard, later_ms, **changes)
 
 
 async def test_webhook_2xx_marks_delivered(store: AlertStore) -> None:
@@ -188,7 +191,9 @@ async def test_private_target_is_refused_at_delivery(store: AlertStore) -> None:
 
 
 async def test_alert_older_than_give_up_is_marked_failed(store: AlertStore) -> None:
-    sub, _ = await deliver_once(store, lambda r: httpx.Response(500), give_up_after_s=0.0)
+    sub, _ = await deliver_once(
+        store, lambda r: httpx.Response(500), later_ms=1000, give_up_after_s=1.0
+    )
     assert (await store.events_of(sub.id))[0].state == "failed"
 
 
@@ -206,7 +211,7 @@ async def test_hung_receiver_does_not_hold_up_detection(tmp_path: Path) -> None:
         await release.wait()
         return httpx.Response(200)
 
-    config = AlertSettings(database_url(str(tmp_path / "a.sqlite3")), delivery_timeout_s=60)
+    config = AlertSettings(db_url=database_url(str(tmp_path / "a.sqlite3")), delivery_timeout_s=60)
     async with httpx.AsyncClient(transport=httpx.MockTransport(hang)) as http:
         service = AlertService(config, http=http, clock=lambda: 0)
         sub = await service.store.create_subscription(

@@ -8,7 +8,6 @@ from federation.core.errors import ConfigError
 from federation.core.shardmap import (
     Shard,
     ShardMap,
-    credentials_for,
     load_shard_map,
     parse_shard_map,
 )
@@ -120,20 +119,6 @@ def test_map_version_changes_with_shards() -> None:
     two = ShardMap((Shard("a", "http://h:1"), Shard("b", "http://h:2")))
     assert one.version != two.version
     assert one.version == ShardMap((Shard("a", "http://h:1"),)).version
-
-
-@pytest.mark.parametrize(
-    ("env", "expected"),
-    [
-        ({}, {}),
-        ({"INFLUX_TOKEN": "t"}, {"Authorization": "Token t"}),
-        ({"INFLUX_TOKEN": "t", "INFLUX_TOKEN_SHARD_A": "mine"}, {"Authorization": "Token mine"}),
-        ({"INFLUX_USERNAME": "u", "INFLUX_PASSWORD": "p"}, {"Authorization": "Basic dTpw"}),
-    ],
-    ids=["none", "global-token", "per-shard-token-wins", "basic"],
-)
-def test_credentials_come_from_environment(env: dict[str, str], expected: dict[str, str]) -> None:
-    assert credentials_for("shard-a", env) == expected
 
 
 def test_draining_shard_owns_no_pair() -> None:

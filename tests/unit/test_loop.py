@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from federation.core.clock import now_ms
-from federation.tools.ingester import parse_args
+from federation.tools.ingester import parse_settings
 from ingest.errors import SourceError
 from ingest.loop import Ingester, latest_point_ms
 from ingest.simulated import MAX_SERIES, SimulatedMarket
@@ -240,10 +240,12 @@ def test_interval_out_of_range_raises(interval: float) -> None:
 
 
 def test_cli_defaults_are_what_make_run_expects() -> None:
-    args = parse_args(["--config", "x.yaml", "--log-level", "INFO", "--series", "7"])
-    assert (args.source, args.series, args.interval, args.backfill) == ("simulated", 7, 60.0, None)
-    assert args.spool_dir is None  # .spool beside the shard map
-    assert not args.no_spool
+    settings = parse_settings(["--config", "x.yaml", "--log-level", "INFO", "--series", "7"], {})
+    ingest = settings.ingest
+    assert (ingest.source, ingest.series, ingest.interval_s) == ("simulated", 7, 60.0)
+    assert (str(ingest.backfill), ingest.spool_max_age.seconds) == ("-24h", 7 * 86400)
+    assert ingest.spool_dir is None  # .spool beside the shard map
+    assert not ingest.no_spool
 
 
 @pytest.mark.parametrize(
@@ -252,11 +254,13 @@ def test_cli_defaults_are_what_make_run_expects() -> None:
         (["--source", "cryptowatch"], "needs --url"),
         (["--source", "ccxt"], "needs --exchanges"),
         (["--source", "replay"], "needs --file"),
-        (["--interval", "0.5"], "between 1 and"),
+        (["--interval", "0.5"], "--interval: '0.5' is not a number from 1 to"),
         (["--source", "ccxt", "--exchanges", "kraken", "--backfill=-1h"], "--source replay"),
-        (["--series", "0"], "--series"),
-        (["--series", str(MAX_SERIES + 1)], f"not between 1 and {MAX_SERIES}"),
-        (["--spool-max-age", "forever"], "age like"),
+        (["--series", "0"], "--series: '0'"),
+        (["--series", str(MAX_SERIES + 1)], f"to {MAX_SERIES}"),
+        (["--spool-max-age", "forever"], "--spool-max-age: 'forever' is not a length like"),
+        (["--spool-max-age", "1.5h"], "--spool-max-age: '1.5h' is not a length like"),
+        (["--backfill", "24h"], "--backfill: '24h' is not a look-back like -24h"),
         (["--exchange-url", "kraken"], "EXCHANGE=http"),
     ],
     ids=[
@@ -268,6 +272,8 @@ def test_cli_defaults_are_what_make_run_expects() -> None:
         "series",
         "series-above-market",
         "age",
+        "fractional-age",
+        "backfill-length",
         "exchange-url",
     ],
 )
@@ -275,13 +281,32 @@ def test_cli_bad_option_exits_naming_it(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit):
-        parse_args(argv)
+        parse_settings(argv, {})
     assert message in capsys.readouterr().err
+
+
+def test_cli_flag_wins_over_the_environment() -> None:
+    env = {"FEDERATION_SPOOL_DIR": "/var/spool/env", "FEDERATION_CONFIG": "env.yaml"}
+    settings = parse_settings(["--spool-dir", "/var/spool/flag"], env)
+    assert (settings.config_path, settings.ingest.spool_dir) == ("env.yaml", "/var/spool/flag")
+
+
+def test_cli_environment_fills_the_sections() -> None:
+    env = {"ALERTS_MIN_POINTS": "5", "INFLUX_TOKEN": "t", "CRYPTOWATCH_API_KEY": "k"}
+    settings = parse_settings([], env)
+    assert (settings.alerts.min_points, settings.ingest.cryptowatch_api_key) == (5, "k")
+    assert settings.credentials.headers("shard-a") == {"Authorization": "Token t"}
+
+
+def test_cli_bad_variable_exits_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_settings([], {"ALERTS_GIVE_UP_AFTER": "never"})
+    assert "ALERTS_GIVE_UP_AFTER: 'never'" in capsys.readouterr().err
 
 
 def test_cli_help_lists_every_source(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        parse_args(["--help"])
+        parse_settings(["--help"], {})
     out = capsys.readouterr().out
     for name in ("simulated", "cryptowatch", "ccxt", "replay", "--spool-dir"):
         assert name in out

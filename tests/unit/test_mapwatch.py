@@ -10,7 +10,7 @@ import pytest
 from federation.core.mapwatch import MapWatcher
 from federation.core.shardmap import ShardMap, load_shard_map
 from federation.router.app import create_app
-from federation.router.settings import Settings
+from federation.router.settings import RouterSettings
 from tests.asgi import served
 from tests.fakeshard import connect_to
 
@@ -71,7 +71,7 @@ async def test_check_of_an_unchanged_file_applies_nothing(tmp_path: Path) -> Non
 async def test_router_picks_up_a_new_shard_without_restart(tmp_path: Path) -> None:
     path = tmp_path / "shards.yaml"
     path.write_text(TWO)
-    settings = Settings(config_path=str(path), rank_refresh_s=0, reload_check_s=0.05)
+    settings = RouterSettings(config_path=str(path), rank_refresh_s=0, reload_check_s=0.1)
     app = create_app(settings=settings, connect=connect_to({}))
     async with served(app) as client:
         before = (await client.get("/shards")).json()

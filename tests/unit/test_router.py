@@ -15,7 +15,7 @@ import pytest
 
 from federation.core.shardmap import Shard, ShardMap
 from federation.router.app import create_app
-from federation.router.settings import Settings
+from federation.router.settings import RouterSettings
 from tests.asgi import served
 from tests.fakeshard import FakeShard, connect_to
 
@@ -41,7 +41,7 @@ def fake_shards(down: Collection[str] = (), slow: Collection[str] = ()) -> dict[
 async def router(
     fakes: dict[str, FakeShard], replication: int = 1
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(shard_timeout=0.3, rank_refresh_s=0)  # rank per request
+    settings = RouterSettings(shard_timeout=0.3, rank_refresh_s=0)  # rank per request
     app = create_app(ShardMap(SHARDS, replication=replication), settings, connect_to(fakes))
     async with served(app) as client:
         yield client
@@ -173,7 +173,7 @@ async def test_openapi_lists_pair_endpoint() -> None:
 async def test_shards_show_the_spool_of_an_ingester_on_this_host(tmp_path: Path) -> None:
     (tmp_path / "shard-b").mkdir()
     (tmp_path / "shard-b" / "status.json").write_text('{"batches": 3, "points": 42}')
-    settings = Settings(rank_refresh_s=0, spool_dir=str(tmp_path))
+    settings = RouterSettings(rank_refresh_s=0, spool_dir=str(tmp_path))
     app = create_app(ShardMap(SHARDS), settings, connect_to(fake_shards()))
     async with served(app) as client:
         shards = (await client.get("/shards")).json()["shards"]
@@ -184,7 +184,7 @@ async def test_pair_during_the_first_rank_build_waits_for_the_table() -> None:
     fakes = fake_shards()
     for fake in fakes.values():
         fake.slow_kinds["hour_counts_query"] = 0.2  # the first table takes a while to build
-    app = create_app(ShardMap(SHARDS), Settings(rank_refresh_s=60), connect_to(fakes))
+    app = create_app(ShardMap(SHARDS), RouterSettings(rank_refresh_s=60), connect_to(fakes))
     async with served(app) as client:
         body = (await client.get("/btcusd")).json()
     assert "rank_as_of" in body
@@ -194,7 +194,7 @@ async def test_pair_after_a_failed_first_rank_build_ranks_per_request() -> None:
     fakes = fake_shards()
     for fake in fakes.values():
         fake.failing_kinds["hour_counts_query"] = RuntimeError("a failure nobody foresaw")
-    app = create_app(ShardMap(SHARDS), Settings(rank_refresh_s=60), connect_to(fakes))
+    app = create_app(ShardMap(SHARDS), RouterSettings(rank_refresh_s=60), connect_to(fakes))
     async with served(app) as client:
         body = (await client.get("/btcusd")).json()
     assert body["rank"] == "1/3"

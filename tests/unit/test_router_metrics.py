@@ -7,7 +7,7 @@ import pytest
 
 from federation.core.shardmap import ShardMap
 from federation.router.app import create_app
-from federation.router.settings import Settings
+from federation.router.settings import RouterSettings
 from tests.asgi import served
 from tests.fakeshard import connect_to
 from tests.unit.test_router import NOW, SHARDS, fake_shards, router
@@ -22,7 +22,7 @@ async def test_streamed_answer_is_timed_to_its_last_byte() -> None:
     )
     fake.chunk_size, fake.stall_after_chunks, fake.stall_s = 1, 1, PAUSE_S  # after the head
     app = create_app(
-        ShardMap(SHARDS), Settings(shard_timeout=2, rank_refresh_s=0), connect_to(fakes)
+        ShardMap(SHARDS), RouterSettings(shard_timeout=2, rank_refresh_s=0), connect_to(fakes)
     )
     async with served(app) as client:
         prices = (await client.get("/btcusd")).json()["prices"]
