@@ -30,6 +30,7 @@ from alerts.api import AlertsContext
 from alerts.api import routes as alert_routes
 from alerts.settings import AlertSettings
 from federation import __version__
+from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.errors import APIError
 from federation.core.inputs import reject_unknown
 from federation.core.mapwatch import MapWatcher
@@ -197,9 +198,11 @@ def create_app(
     settings: Settings | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     alerts: AlertSettings | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Starlette:
     """The router. Without arguments: settings from the environment, the map from its file.
-    ``transport`` replaces the network (tests inject faults with it)."""
+    ``transport`` replaces the network (tests inject faults with it); ``clock`` drives the
+    rank refreshes and the shard map checks."""
     settings = settings or Settings.from_env()
     alerts = alerts or AlertSettings.from_env(config_path=settings.config_path)
     from_file = shard_map is None  # only a map read from its file is watched for changes
@@ -223,7 +226,7 @@ def create_app(
             tasks = []
             if settings.rank_refresh_s:
                 federation.ranks = RankTable(
-                    federation.gather_answers, refresh_s=settings.rank_refresh_s
+                    federation.gather_answers, refresh_s=settings.rank_refresh_s, clock=clock
                 )
                 tasks.append(asyncio.create_task(federation.ranks.run(stop)))
             app.state.watcher = None
@@ -233,6 +236,7 @@ def create_app(
                     shard_map,
                     federation.set_map,
                     interval_s=settings.reload_check_s,
+                    clock=clock,
                 )
                 tasks.append(asyncio.create_task(app.state.watcher.run(stop)))
             log.info("router up: %d shards, map %s", len(shard_map.shards), shard_map.version)
