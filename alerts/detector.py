@@ -17,7 +17,7 @@ window of the subscriptions, and per subscription one bit per series and metric.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +26,7 @@ import pandas as pd
 
 from alerts.types import AlertPayload, CrossingKey, Metric, Subscription, window_text
 from alerts.window import NEVER, Index, WindowStats
-from federation.core.clock import now_ms
+from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.timefmt import iso_time
 
 # Event ids are uuid5 of what the alert is about, so the same alert found twice (two
@@ -134,7 +134,7 @@ class Detection:
 
 
 class Detector:
-    def __init__(self, *, min_points: int = 1, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, *, min_points: int = 1, clock: Clock = SYSTEM_CLOCK) -> None:
         self.min_points = min_points
         self.clock = clock
         self.series = SeriesIndex()
@@ -188,7 +188,9 @@ class Detector:
             del self._windows[unused]
         new = sorted(windows - set(self._windows))
         for window_s in new:
-            self._windows[window_s] = _Window(WindowStats(window_s, self._capacity), self.clock())
+            self._windows[window_s] = _Window(
+                WindowStats(window_s, self._capacity), self.clock.now_ms()
+            )
         return new
 
     def window_stats(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
 
 import httpx
 import orjson
@@ -28,7 +27,8 @@ from alerts.errors import DeliveryFailed
 from alerts.netguard import NetworkGuard
 from alerts.settings import AlertSettings
 from alerts.store import AlertStore, Claimed
-from federation.core.clock import now_ms
+from federation.core.clock import SYSTEM_CLOCK, Clock
+from federation.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Outbox:
         http: httpx.AsyncClient,
         *,
         guard: NetworkGuard | None = None,
-        clock: Callable[[], int] = now_ms,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -57,29 +57,29 @@ class Outbox:
         self.delivered = 0
         self.failed_attempts = 0
         self._inflight: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
         self._purged_ms = 0
+        # A failed poll is logged and the next one tries again: the database may be
+        # briefly unavailable.
+        self._poller = Periodic(
+            self._poll_once,
+            settings.poll_interval_s,
+            name="alerts outbox: poll",
+            immediate=True,
+            clock=clock,
+        )
 
     def wake(self) -> None:
         """New alerts are in the outbox: look now rather than at the next poll."""
-        self._wake.set()
+        self._poller.wake()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set, then let the attempts in flight finish."""
-        while not stop.is_set():
-            try:
-                await self.poll()
-                await self._purge()
-            except Exception:  # the database may be briefly unavailable: keep going
-                log.exception("alerts outbox: poll failed; trying again")
-            self._wake.clear()
-            waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self._wake)]
-            await asyncio.wait(
-                waiters, timeout=self.settings.poll_interval_s, return_when="FIRST_COMPLETED"
-            )
-            for waiter in waiters:
-                waiter.cancel()
+        await self._poller.run(stop)
         await self.drain()
+
+    async def _poll_once(self, due_ms: int) -> None:
+        await self.poll()
+        await self._purge()
 
     async def poll(self) -> int:
         """Claim what is due, up to the free delivery slots, and start delivering it."""
@@ -87,7 +87,7 @@ class Outbox:
         if free <= 0:
             return 0
         lease_ms = round(self.settings.lease_s * 1000)
-        claimed = await self.store.claim(self.clock(), free, lease_ms)
+        claimed = await self.store.claim(self.clock.now_ms(), free, lease_ms)
         for item in claimed:
             task = asyncio.create_task(self._deliver(item))
             self._inflight.add(task)
@@ -124,7 +124,7 @@ class Outbox:
                 self.failed_attempts += 1
                 await self._failed(item, str(exc), permanent=exc.permanent)
                 return
-            await self.store.delivered(event.id, self.clock())
+            await self.store.delivered(event.id, self.clock.now_ms())
             self.delivered += 1
             log.debug("alert %s delivered to %s", event.id, sub.webhook or sub.email)
         except Exception:
@@ -134,7 +134,7 @@ class Outbox:
     async def _failed(self, item: Claimed, error: str, *, permanent: bool) -> None:
         event = item.event
         attempts = event.attempts + 1
-        now = self.clock()
+        now = self.clock.now_ms()
         if permanent or now - event.created_ms >= self.settings.give_up_after_s * 1000:
             await self.store.failed(event.id, error)
             log.error("alert %s: giving up after %d attempts: %s", event.id, attempts, error)
@@ -146,7 +146,7 @@ class Outbox:
         )
 
     async def _purge(self) -> None:
-        now = self.clock()
+        now = self.clock.now_ms()
         if now - self._purged_ms < 3_600_000:
             return
         self._purged_ms = now

@@ -17,9 +17,8 @@ the outbox until stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import httpx
 import pandas as pd
@@ -30,8 +29,9 @@ from alerts.history import load_window
 from alerts.outbox import Outbox
 from alerts.settings import AlertSettings
 from alerts.store import AlertStore
-from federation.core.clock import now_ms
+from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.influx import ShardClient
+from federation.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class AlertService:
         *,
         store: AlertStore | None = None,
         http: httpx.AsyncClient | None = None,
-        clock: Callable[[], int] = now_ms,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self.clients = dict(clients or {})
@@ -60,6 +60,13 @@ class AlertService:
         self._refresh_lock = asyncio.Lock()
         self._pending = Detection()
         self._writer: asyncio.Task[None] | None = None
+        self._refresher = Periodic(
+            lambda due_ms: self.refresh(),
+            settings.poll_interval_s,
+            name="alerts: re-reading the subscriptions",
+            immediate=True,
+            clock=clock,
+        )
 
     async def start(self) -> None:
         await self.store.ensure_schema()
@@ -135,7 +142,7 @@ class AlertService:
             raised = [k for k, up in state.items() if up]
             cleared = [k for k, up in state.items() if not up]
             try:
-                await self.store.record(batch.events, raised, cleared, self.clock())
+                await self.store.record(batch.events, raised, cleared, self.clock.now_ms())
             except Exception:
                 log.exception("alerts: could not commit %d alerts; retrying", len(batch.events))
                 batch.extend(self._pending)
@@ -144,7 +151,7 @@ class AlertService:
                     lost = len(batch.events) - MAX_PENDING
                     del batch.events[:lost]
                     log.error("alerts: database unavailable: dropped the %d oldest alerts", lost)
-                await asyncio.sleep(1.0)
+                await self.clock.sleep(1.0)
                 continue
             if self.outbox is not None:
                 self.outbox.wake()
@@ -153,20 +160,11 @@ class AlertService:
         """Follow subscription changes and deliver the outbox until ``stop`` is set."""
         if self.outbox is None:
             raise RuntimeError("AlertService.run before start")
-        refresher = asyncio.create_task(self._refresh_loop(stop))
+        refresher = asyncio.create_task(self._refresher.run(stop))
         try:
             await self.outbox.run(stop)
         finally:
             await refresher
-
-    async def _refresh_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("alerts: re-reading the subscriptions failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.poll_interval_s)
 
     async def close(self) -> None:
         await self.flush()

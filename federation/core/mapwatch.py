@@ -13,11 +13,12 @@ import contextlib
 import hashlib
 import logging
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.errors import ConfigError
+from federation.core.periodic import Periodic
 from federation.core.shardmap import ShardMap, load_shard_map
 from federation.core.timefmt import iso_time
 
@@ -32,15 +33,23 @@ class MapWatcher:
         apply: Callable[[ShardMap], Awaitable[None]],
         *,
         interval_s: float = 5.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.path = Path(path)
         self.current = current
-        self.loaded_at = time.time()
+        self.clock = clock
+        self.loaded_at = clock.time()
         self.last_error: str | None = None
         self._apply = apply
-        self._interval_s = interval_s
         self._digest = self._read_digest()
-        self._hup = asyncio.Event()
+        # A failure to apply a new map is logged; the map in force stays and the next
+        # check tries again.
+        self._checker = Periodic(
+            lambda due_ms: self.check(),
+            interval_s,
+            name=f"shard map check of {self.path}",
+            clock=clock,
+        )
 
     def _read_digest(self) -> str | None:
         try:
@@ -78,7 +87,7 @@ class MapWatcher:
             len(new.shards),
             new.replication,
         )
-        self.current, self.loaded_at = new, time.time()
+        self.current, self.loaded_at = new, self.clock.time()
         return True
 
     def status(self) -> dict[str, object]:
@@ -93,26 +102,9 @@ class MapWatcher:
         """Check every ``interval_s`` seconds, and at once on SIGHUP, until ``stop``."""
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, self._hup.set)
+            loop.add_signal_handler(signal.SIGHUP, self._checker.wake)
         try:
-            while not stop.is_set():
-                waiters = [
-                    asyncio.ensure_future(stop.wait()),
-                    asyncio.ensure_future(self._hup.wait()),
-                ]
-                await asyncio.wait(
-                    waiters, timeout=self._interval_s, return_when=asyncio.FIRST_COMPLETED
-                )
-                for waiter in waiters:
-                    waiter.cancel()
-                self._hup.clear()
-                if not stop.is_set():
-                    try:
-                        await self.check()
-                    except Exception:
-                        log.exception(
-                            "applying the new shard map failed; keeping %s", self.current.version
-                        )
+            await self._checker.run(stop)
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)

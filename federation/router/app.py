@@ -32,6 +32,7 @@ from starlette.schemas import SchemaGenerator
 from alerts.api import AlertsContext
 from alerts.api import routes as alert_routes
 from federation import __version__
+from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.errors import APIError
 from federation.core.influx import Connect, InfluxClient, ShardClient
 from federation.core.inputs import reject_unknown
@@ -163,11 +164,13 @@ def create_app(
     shard_map: ShardMap | None = None,
     settings: RouterSettings | None = None,
     connect: Connect | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Starlette:
     """The router, with ``settings`` built once by its process (the defaults when None);
     without ``shard_map``, the map is read from its file and watched for changes.
     ``connect`` builds each shard's client (tests put fake shards behind it); by default
-    an :class:`InfluxClient` on the lifespan's HTTP client, with the shard's credentials."""
+    an :class:`InfluxClient` on the lifespan's HTTP client, with the shard's credentials.
+    ``clock`` drives the rank refreshes and the shard map checks."""
     settings = settings or RouterSettings()
     from_file = shard_map is None  # only a map read from its file is watched for changes
     shard_map = shard_map or load_shard_map(settings.config_path)
@@ -199,7 +202,7 @@ def create_app(
             tasks = []
             if settings.rank_refresh_s:
                 federation.ranks = RankTable(
-                    federation.gather_answers, refresh_s=settings.rank_refresh_s
+                    federation.gather_answers, refresh_s=settings.rank_refresh_s, clock=clock
                 )
                 tasks.append(asyncio.create_task(federation.ranks.run(stop)))
             app.state.watcher = None
@@ -209,6 +212,7 @@ def create_app(
                     shard_map,
                     federation.set_map,
                     interval_s=settings.reload_check_s,
+                    clock=clock,
                 )
                 tasks.append(asyncio.create_task(app.state.watcher.run(stop)))
             log.info("router up: %d shards, map %s", len(shard_map.shards), shard_map.version)

@@ -19,7 +19,6 @@ as of when it holds (``as_of``) and which shards it lacks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,8 +27,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from federation.core import influxql
+from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.durations import Duration
 from federation.core.influxql import Statement, TimeRange
+from federation.core.periodic import Periodic
 from federation.core.timefmt import iso_time
 from federation.core.types import Series
 from federation.router import moments
@@ -70,6 +71,7 @@ class RankTable:
         keep_hours: int = 25,
         refresh_s: float = 60.0,
         delay_s: float = 2.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._gather = gather
         self.windows = windows
@@ -81,6 +83,17 @@ class RankTable:
         self._cache: dict[int, asyncio.Future[RankSnapshot]] = {}
         self.ready = asyncio.Event()  # set once the first refresh is done
         self.tried = asyncio.Event()  # set once the first refresh ended, done or failed
+        self.clock = clock
+        # A failed refresh is logged and the last table stays in use.
+        self._refresher = Periodic(
+            self._refresh_once,
+            refresh_s,
+            name="rank refresh",
+            aligned=True,
+            offset_s=delay_s,
+            immediate=True,
+            clock=clock,
+        )
 
     async def _moments(
         self, condition: TimeRange, by_hour: bool = False
@@ -91,7 +104,7 @@ class RankTable:
     async def refresh(self, now_ms: int | None = None) -> None:
         """Bring the hours up to date and rebuild the default windows as of ``now_ms``."""
         started = time.perf_counter()
-        t = int(now_ms if now_ms is not None else time.time() * 1000)
+        t = int(now_ms if now_ms is not None else self.clock.now_ms())
         current = t // HOUR_MS * HOUR_MS
         oldest = current - self.keep_hours * HOUR_MS
         for hour in [h for h in self._hours if h < oldest]:
@@ -217,14 +230,10 @@ class RankTable:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh now, then ``delay_s`` after every ``refresh_s`` boundary, until stopped."""
-        while not stop.is_set():
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("rank refresh failed; the last table stays in use")
-            finally:
-                self.tried.set()
-            period = self.refresh_s
-            delay = period - (time.time() % period) + self.delay_s
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+        await self._refresher.run(stop)
+
+    async def _refresh_once(self, due_ms: int) -> None:
+        try:
+            await self.refresh()
+        finally:
+            self.tried.set()

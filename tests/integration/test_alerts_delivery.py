@@ -19,6 +19,7 @@ from alerts.settings import AlertSettings, database_url
 from alerts.signing import verify
 from alerts.types import NewSubscription, Subscription
 from federation.core.clock import now_ms
+from tests.clock import ShiftedClock
 from tests.integration.alerts_servers import SmtpServer, WebhookReceiver
 
 pytestmark = pytest.mark.integration
@@ -233,7 +234,7 @@ async def test_claim_of_a_dead_deliverer_is_delivered_after_its_lease(
     await first.flush()
     assert len(await first.store.claim(now_ms(), 10, lease_ms=60_000)) == 1  # then it dies
     await first.close()
-    later = AlertService(settings(tmp_path), clock=lambda: now_ms() + 61_000)
+    later = AlertService(settings(tmp_path), clock=ShiftedClock(61.0))
     stop, task = await running(later)
     await until(lambda: len(receiver.calls) == 1)
     await stopped(later, stop, task)

@@ -10,6 +10,7 @@ from alerts.detector import Detector
 from alerts.types import CrossingKey, Metric, Subscription
 from alerts.window import WindowStats
 from ingest.simulated import SimulatedMarket
+from tests.clock import FakeClock
 
 T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000
 MINUTE = 60_000
@@ -20,7 +21,7 @@ def sub(sub_id: str = "s1", **filters: object) -> Subscription:
 
 
 def detector(*subs: Subscription, crossings: tuple[CrossingKey, ...] = ()) -> Detector:
-    found = Detector(clock=lambda: 0)
+    found = Detector(clock=FakeClock(0))
     for window_s in found.set_subscriptions(subs or [sub()], crossings):
         found.add_history(window_s, pd.DataFrame())
     return found
@@ -128,7 +129,7 @@ def test_unknown_volume_neither_fires_nor_clears() -> None:
 @pytest.mark.parametrize(("raised", "fires"), [(True, False), (False, True)], ids=["raised", "not"])
 def test_crossing_state_from_store_decides_after_restart(raised: bool, fires: bool) -> None:
     key = CrossingKey("s1", "kraken", "btcusd", "volume")
-    found = Detector(clock=lambda: T0 + 3_600_000)
+    found = Detector(clock=FakeClock(T0 + 3_600_000))
     (window_s,) = found.set_subscriptions([sub(metric="volume")], [key] if raised else [])
     found.add_history(window_s, history_hour())
     assert bool(found.observe(tick(60, volume=900.0)).events) is fires
@@ -166,14 +167,14 @@ def history_hour() -> pd.DataFrame:
 
 
 def test_history_buckets_give_the_same_mean_as_live_points() -> None:
-    found = Detector(clock=lambda: T0 + 3_600_000)
+    found = Detector(clock=FakeClock(T0 + 3_600_000))
     (window_s,) = found.set_subscriptions([sub()])
     found.add_history(window_s, history_hour())
     assert found.observe(tick(60, volume=350.0)).events[0]["mean"] == 100.0
 
 
 def test_window_not_ready_fires_nothing() -> None:
-    found = Detector(clock=lambda: 0)
+    found = Detector(clock=FakeClock(0))
     found.set_subscriptions([sub()])
     hour_of_ticks(found)
     assert not found.observe(tick(60, volume=900.0))

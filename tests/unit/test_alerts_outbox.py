@@ -23,8 +23,9 @@ from alerts.netguard import NetworkGuard, Resolver
 from alerts.outbox import Outbox, backoff_s
 from alerts.service import AlertService
 from alerts.settings import AlertSettings, database_url
-from alerts.store import AlertStore
+from alerts.store import AlertStore, Claimed
 from alerts.types import AlertPayload, NewSubscription, Subscription
+from tests.clock import FakeClock
 
 PUBLIC = "https://93.184.216.34/hook"  # a public address: the guard lets it through
 NAME = "hooks.example.test"  # resolves only through dns() below, never for real
@@ -65,8 +66,8 @@ def dns(records: dict[str, list[str]]) -> Resolver:
 
 
 def settings(**changes: float) -> AlertSettings:
-    given = {"delivery_timeout_s": 0.2, "retry_base_s": 2.0, "retry_max_s": 60.0, **changes}
-    return AlertSettings(**given)  # type: ignore[arg-type]
+    defaults = {"delivery_timeout_s": 0.2, "retry_base_s": 2.0, "retry_max_s": 60.0}
+    return AlertSettings(**{**defaults, **changes})  # type: ignore[arg-type]
 
 
 def alert(sub: Subscription) -> AlertPayload:
@@ -99,7 +100,7 @@ async def attempt(
     ``later_ms`` after the alert was raised."""
     sub = await store.create_subscription(NewSubscription(webhook=url, email=None), NOW)
     await store.record([alert(sub)], [], [], NOW)
-    outbox = Outbox(store, settings(**changes), http, guard=guard, clock=lambda: NOW + later_ms)
+    outbox = Outbox(store, settings(**changes), http, guard=guard, clock=FakeClock(NOW + later_ms))
     assert await outbox.poll() == 1
     await outbox.drain()
     return sub, outbox
@@ -213,7 +214,7 @@ async def test_hung_receiver_does_not_hold_up_detection(tmp_path: Path) -> None:
 
     config = AlertSettings(db_url=database_url(str(tmp_path / "a.sqlite3")), delivery_timeout_s=60)
     async with httpx.AsyncClient(transport=httpx.MockTransport(hang)) as http:
-        service = AlertService(config, http=http, clock=lambda: 0)
+        service = AlertService(config, http=http, clock=FakeClock(0))
         sub = await service.store.create_subscription(
             NewSubscription(webhook=PUBLIC, email=None, metric="volume"), 0
         )
@@ -238,3 +239,86 @@ async def test_hung_receiver_does_not_hold_up_detection(tmp_path: Path) -> None:
         assert len(await service.store.events_of(sub.id)) == 2
         release.set()
         await service.close()
+
+
+async def outbox_running(
+    store: AlertStore, http: httpx.AsyncClient, clock: FakeClock, **changes: float
+) -> tuple[Outbox, asyncio.Event, asyncio.Task[None]]:
+    outbox = Outbox(store, settings(poll_interval_s=60, **changes), http, clock=clock)
+    stop = asyncio.Event()
+    return outbox, stop, asyncio.create_task(outbox.run(stop))
+
+
+async def test_run_delivers_at_once_when_woken(store: AlertStore) -> None:
+    sub = await store.create_subscription(NewSubscription(webhook=PUBLIC, email=None), NOW)
+    clock = FakeClock(NOW)
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(204))
+    ) as http:
+        outbox, stop, running = await outbox_running(store, http, clock)
+        await clock.advance(1)  # the poll at start found nothing; the next is at 60 s
+        await store.record([alert(sub)], [], [], NOW)
+        outbox.wake()
+        await clock.advance(1)
+        stop.set()
+        await running
+    (event,) = await store.events_of(sub.id)
+    assert (event.state, outbox.delivered) == ("delivered", 1)
+
+
+async def test_run_goes_on_after_a_failed_poll(
+    store: AlertStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    claims: list[int] = []
+
+    async def down(now_ms: int, limit: int, lease_ms: int) -> list[Claimed]:
+        claims.append(now_ms)
+        raise OSError("database unavailable")
+
+    monkeypatch.setattr(store, "claim", down)
+    clock = FakeClock(NOW)
+    async with httpx.AsyncClient() as http:
+        _, stop, running = await outbox_running(store, http, clock)
+        await clock.advance(150)
+        stop.set()
+        await running
+    assert claims == [NOW, NOW + 60_000, NOW + 120_000]
+    assert "alerts outbox: poll failed" in caplog.text
+
+
+async def test_run_stopped_lets_deliveries_in_flight_finish(store: AlertStore) -> None:
+    sub = await store.create_subscription(NewSubscription(webhook=PUBLIC, email=None), NOW)
+    await store.record([alert(sub)], [], [], NOW)
+    posted, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        posted.set()
+        await release.wait()
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(slow)) as http:
+        _, stop, running = await outbox_running(store, http, FakeClock(NOW), delivery_timeout_s=60)
+        await posted.wait()
+        stop.set()
+        release.set()
+        await running
+    (event,) = await store.events_of(sub.id)
+    assert event.state == "delivered"
+
+
+async def test_service_run_follows_new_subscriptions_every_poll(tmp_path: Path) -> None:
+    clock, stop = FakeClock(NOW), asyncio.Event()
+    config = AlertSettings(db_url=database_url(str(tmp_path / "a.sqlite3")), poll_interval_s=5)
+    async with httpx.AsyncClient() as http:
+        service = AlertService(config, http=http, clock=clock)
+        await service.start()
+        running = asyncio.create_task(service.run(stop))
+        await clock.advance(1)  # read at start
+        await service.store.create_subscription(NewSubscription(webhook=PUBLIC, email=None), NOW)
+        await clock.advance(3)
+        before = len(service.detector.subscriptions)
+        await clock.advance(2)
+        stop.set()
+        await running
+        await service.close()
+    assert (before, len(service.detector.subscriptions)) == (0, 1)

@@ -9,29 +9,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from federation.core.clock import now_ms
 from federation.tools.ingester import parse_settings
 from ingest.errors import SourceError
 from ingest.loop import Ingester, latest_point_ms
 from ingest.simulated import MAX_SERIES, SimulatedMarket
 from ingest.source import Snapshot, validate
 from ingest.writer import ShardWriter
+from tests.clock import FakeClock
 from tests.fakeshard import FakeShard
 
 T0 = 1_700_000_000_000
 
 
 class Rows:
-    """A source answering fixed rows (or raising), recording the ticks it was asked for."""
+    """A source answering fixed rows (or raising), recording the ticks it was asked for;
+    it takes ``delay_s`` of the clock's time to answer."""
 
     name = "rows"
 
-    def __init__(self, rows: pd.DataFrame | Exception, delay_s: float = 0.0) -> None:
+    def __init__(
+        self, rows: pd.DataFrame | Exception, delay_s: float = 0.0, clock: FakeClock | None = None
+    ) -> None:
         self.rows, self.delay_s, self.asked = rows, delay_s, list[int]()
+        self.clock = clock or FakeClock()
 
     async def snapshot(self, tick_ms: int) -> Snapshot:
         self.asked.append(tick_ms)
-        await asyncio.sleep(self.delay_s)
+        await self.clock.sleep(self.delay_s)
         if isinstance(self.rows, Exception):
             raise self.rows
         return Snapshot(self.rows.copy())
@@ -190,47 +194,81 @@ async def test_tick_accepts_sync_simulated_market(writer: tuple[ShardWriter, lis
     assert (await ingester.tick(T0)).points == 30
 
 
+@pytest.mark.parametrize("interval_s", [1, 60], ids=["1s", "60s"])
 async def test_run_ticks_fall_on_interval_boundaries(
+    writer: tuple[ShardWriter, list[str]], interval_s: int
+) -> None:
+    clock = FakeClock(T0 + 123)
+    source = Rows(rows(), clock=clock)
+    ingester = Ingester(source, writer[0], interval_s=interval_s, clock=clock)
+    await ingester.run(asyncio.Event(), max_ticks=2)
+    assert all(t % (interval_s * 1000) == 0 for t in source.asked)
+    assert source.asked[1] - source.asked[0] == interval_s * 1000
+    assert ingester.skipped_ticks == 0
+
+
+async def test_run_writes_rows_at_the_tick_boundary(
     writer: tuple[ShardWriter, list[str]],
 ) -> None:
-    source = Rows(rows())
-    ingester = Ingester(source, writer[0], interval_s=1)
-    await ingester.run(asyncio.Event(), max_ticks=2)
-    assert all(t % 1000 == 0 for t in source.asked)
-    assert source.asked[1] - source.asked[0] == 1000
-    assert ingester.skipped_ticks == 0
+    clock = FakeClock(T0 + 123)
+    ingester = Ingester(Rows(rows(), clock=clock), writer[0], interval_s=60, clock=clock)
+    await ingester.run(asyncio.Event(), max_ticks=1)
+    assert {line.rsplit(" ", 1)[1] for line in writer[1]} == {str(ingester.next_boundary(T0))}
 
 
 async def test_run_slow_tick_skips_the_boundary_it_ran_into(
     writer: tuple[ShardWriter, list[str]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    source = Rows(rows())
+    clock = FakeClock(T0 + 123)
+    source = Rows(rows(), clock=clock)
 
     async def slow(frame: pd.DataFrame) -> None:
         if len(source.asked) == 1:
-            await asyncio.sleep(1.1)
+            await clock.sleep(1.1)
 
-    ingester = Ingester(source, writer[0], interval_s=1, observers=[slow])
+    ingester = Ingester(source, writer[0], interval_s=1, observers=[slow], clock=clock)
     await ingester.run(asyncio.Event(), max_ticks=2)
     assert source.asked[1] - source.asked[0] == 2000
     assert ingester.skipped_ticks == 1
-    assert "skipped" in caplog.text
+    assert "tick at 2023-11-14 22:13:21 ran past 1 boundaries: skipped them" in caplog.text
 
 
 async def test_run_hung_source_costs_one_tick(writer: tuple[ShardWriter, list[str]]) -> None:
-    ingester = Ingester(Rows(rows(), delay_s=5), writer[0], interval_s=1)
-    started = now_ms()
+    clock = FakeClock(T0 + 123)
+    ingester = Ingester(Rows(rows(), delay_s=5, clock=clock), writer[0], interval_s=1, clock=clock)
     await ingester.run(asyncio.Event(), max_ticks=1)
     assert ingester.source_errors == {"timeout": 1}
-    assert now_ms() - started < 4000
+    assert clock.now_ms() == T0 + 2000  # given up one interval after it began
 
 
 async def test_run_stops_when_asked(writer: tuple[ShardWriter, list[str]]) -> None:
     stop = asyncio.Event()
     stop.set()
-    ingester = Ingester(Rows(rows()), writer[0], interval_s=3600)
+    ingester = Ingester(Rows(rows()), writer[0], interval_s=3600, clock=FakeClock())
     await ingester.run(stop)
     assert ingester.ticks == 0
+
+
+async def test_run_stop_during_the_wait_ends_it_before_the_next_tick(
+    writer: tuple[ShardWriter, list[str]],
+) -> None:
+    clock, stop = FakeClock(T0), asyncio.Event()
+    ingester = Ingester(Rows(rows(), clock=clock), writer[0], interval_s=3600, clock=clock)
+    running = asyncio.create_task(ingester.run(stop))
+    await clock.advance(60)
+    stop.set()
+    await running
+    assert (ingester.ticks, clock.now_ms()) == (0, T0 + 60_000)
+
+
+async def test_run_max_ticks_counts_the_ticks_already_run(
+    writer: tuple[ShardWriter, list[str]],
+) -> None:
+    clock = FakeClock(T0)
+    ingester = Ingester(Rows(rows(), clock=clock), writer[0], interval_s=1, clock=clock)
+    await ingester.run(asyncio.Event(), max_ticks=2)
+    await ingester.run(asyncio.Event(), max_ticks=5)
+    assert ingester.ticks == 5
 
 
 @pytest.mark.parametrize("interval", [0.5, 86_401], ids=["too-short", "too-long"])

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import os
+import signal
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from federation.core.shardmap import ShardMap, load_shard_map
 from federation.router.app import create_app
 from federation.router.settings import RouterSettings
 from tests.asgi import served
+from tests.clock import T0_MS, FakeClock
 from tests.fakeshard import connect_to
 
 TWO = (
@@ -21,7 +24,9 @@ TWO = (
 THREE = TWO + "  - {name: shard-c, url: 'http://shard-c:8086'}\n"
 
 
-async def watcher_on(tmp_path: Path, text: str) -> tuple[MapWatcher, list[ShardMap]]:
+async def watcher_on(
+    tmp_path: Path, text: str, clock: FakeClock | None = None
+) -> tuple[MapWatcher, list[ShardMap]]:
     path = tmp_path / "shards.yaml"
     path.write_text(text)
     applied: list[ShardMap] = []
@@ -29,7 +34,8 @@ async def watcher_on(tmp_path: Path, text: str) -> tuple[MapWatcher, list[ShardM
     async def apply(new: ShardMap) -> None:
         applied.append(new)
 
-    return MapWatcher(path, load_shard_map(path), apply), applied
+    watcher = MapWatcher(path, load_shard_map(path), apply, clock=clock or FakeClock())
+    return watcher, applied
 
 
 async def test_check_applies_a_changed_valid_file(tmp_path: Path) -> None:
@@ -58,7 +64,7 @@ async def test_status_says_when_the_map_was_loaded_as_an_iso_time(tmp_path: Path
     watcher, _ = await watcher_on(tmp_path, TWO)
     loaded_at = str(watcher.status()["loaded_at"])
     assert loaded_at.endswith("Z")
-    assert abs(datetime.fromisoformat(loaded_at).timestamp() - time.time()) < 60
+    assert datetime.fromisoformat(loaded_at).timestamp() * 1000 == T0_MS  # the watcher's clock
 
 
 async def test_check_of_an_unchanged_file_applies_nothing(tmp_path: Path) -> None:
@@ -68,15 +74,58 @@ async def test_check_of_an_unchanged_file_applies_nothing(tmp_path: Path) -> Non
     assert applied == []
 
 
+async def test_run_checks_every_interval(tmp_path: Path) -> None:
+    clock, stop = FakeClock(), asyncio.Event()
+    watcher, applied = await watcher_on(tmp_path, TWO, clock)
+    running = asyncio.create_task(watcher.run(stop))
+    watcher.path.write_text(THREE)
+    await clock.advance(4.9)
+    seen_before_interval = len(applied)
+    await clock.advance(0.2)
+    stop.set()
+    await running
+    assert (seen_before_interval, len(applied)) == (0, 1)
+    assert watcher.loaded_at == T0_MS / 1000 + 5
+
+
+@pytest.fixture
+def sighup_ignored() -> Iterator[None]:
+    """A SIGHUP that reaches no watcher is ignored: the test fails, the run goes on."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    yield
+    signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.mark.usefixtures("sighup_ignored")
+async def test_run_checks_at_once_on_sighup(tmp_path: Path) -> None:
+    clock, stop, applied = FakeClock(), asyncio.Event(), asyncio.Event()
+    path = tmp_path / "shards.yaml"
+    path.write_text(TWO)
+
+    async def apply(new: ShardMap) -> None:
+        applied.set()
+
+    watcher = MapWatcher(path, load_shard_map(path), apply, clock=clock)
+    running = asyncio.create_task(watcher.run(stop))
+    await clock.advance(1)  # the watcher waits, its handler in place
+    path.write_text(THREE)
+    os.kill(os.getpid(), signal.SIGHUP)
+    await asyncio.wait_for(applied.wait(), 10)  # off the clock: virtual time stands still
+    stop.set()
+    await running
+    assert clock.monotonic() == 1.0
+
+
 async def test_router_picks_up_a_new_shard_without_restart(tmp_path: Path) -> None:
     path = tmp_path / "shards.yaml"
     path.write_text(TWO)
     settings = RouterSettings(config_path=str(path), rank_refresh_s=0, reload_check_s=0.1)
-    app = create_app(settings=settings, connect=connect_to({}))
+    clock = FakeClock()
+    app = create_app(settings=settings, connect=connect_to({}), clock=clock)
     async with served(app) as client:
         before = (await client.get("/shards")).json()
         path.write_text(THREE)
-        await asyncio.sleep(0.3)
+        await clock.advance(0.3)
         after = (await client.get("/shards")).json()
     assert [len(before["shards"]), len(after["shards"])] == [2, 3]
     assert before["map_version"] != after["map_version"]
