@@ -29,6 +29,7 @@ from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.influx import ShardClient
 from federation.core.influxql import latest_point_query
 from federation.core.periodic import Periodic
+from federation.core.timefmt import iso_time
 from ingest.errors import SourceError
 from ingest.source import Snapshot, Source, validate
 from ingest.writer import ShardWriter, WriteReport
@@ -178,7 +179,7 @@ class Ingester:
         if self.source is None:
             raise RuntimeError("this ingester has no source to tick from")
         started = time.perf_counter()
-        stamp = pd.Timestamp(time_ms, unit="ms")
+        stamp = iso_time(time_ms)
         try:
             async with self.clock.timeout(self.interval_ms / 1000):
                 snapshot = await self.source.snapshot(time_ms)

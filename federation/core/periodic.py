@@ -26,20 +26,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
 from typing import Literal
 
 from federation.core.clock import SYSTEM_CLOCK, Clock
+from federation.core.timefmt import iso_time
 
 log = logging.getLogger(__name__)
 
 Step = Callable[[int], Awaitable[object]]
-_EPOCH = datetime(1970, 1, 1)
-
-
-def _stamp(time_ms: int) -> str:
-    """UTC, as the logs print times elsewhere (``2023-11-14 22:13:20``)."""
-    return (_EPOCH + timedelta(milliseconds=time_ms)).isoformat(" ")
 
 
 class Periodic:
@@ -120,6 +114,6 @@ class Periodic:
         ):
             self.skipped += missed
             log.warning(
-                "%s at %s ran past %d boundaries: skipped them", self.name, _stamp(ran_ms), missed
+                "%s at %s ran past %d boundaries: skipped them", self.name, iso_time(ran_ms), missed
             )
         return now + (boundary - now_ms) / 1000, boundary

@@ -131,7 +131,7 @@ class RankTable:
             log.warning("rank table as of %s lacks shards %s", iso_time(t), ", ".join(lacking))
         log.info(
             "rank refreshed as of %s in %.2fs (%d hours held)",
-            pd.Timestamp(t, unit="ms"),
+            iso_time(t),
             time.perf_counter() - started,
             len(self._hours),
         )
