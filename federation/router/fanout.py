@@ -15,11 +15,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-
-import orjson
 
 from federation.core import influxql
 from federation.core.errors import NotFound, ShardError, ShardsUnavailable
@@ -28,87 +26,15 @@ from federation.core.influxql import Statement
 from federation.core.shardmap import ShardMap
 from federation.core.timefmt import iso_time
 from federation.core.types import Series
+from federation.router.answer import PairAnswer, ended_partial, shards_and_why
 from federation.router.metrics import RouterMetrics
 from federation.router.params import PairQuery
 from federation.router.rank import rank_of, table_from_series
 from federation.router.ranktable import RankTable
-from federation.router.rows import Row, encode_points
 from federation.router.stream import MergedPrices
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def _shards_and_why(missing: Mapping[str, str]) -> str:
-    return ", ".join(f"{name} ({why})" for name, why in sorted(missing.items()))
-
-
-def _ended_partial(metrics: RouterMetrics, answer: str, missing: Mapping[str, str]) -> None:
-    """Count an answer sent partial, and say so once, naming its missing shards and why."""
-    metrics.partial_answers.inc()
-    log.warning("partial answer to %s: missing %s", answer, _shards_and_why(missing))
-
-
-class PairAnswer:
-    """The head of a pair's answer, known before the first byte is sent, and its prices,
-    which stream; whether it is partial is known at the end and comes last."""
-
-    def __init__(
-        self,
-        q: PairQuery,
-        rank: tuple[int, int] | None,
-        rank_as_of: int | None,
-        rank_missing: dict[str, str],
-        owners: list[str],
-        merged: MergedPrices,
-        first: list[Row] | None,
-        rest: AsyncGenerator[list[Row], None],
-        metrics: RouterMetrics,
-    ) -> None:
-        self.request = f"GET /{q.pair}"
-        self.head: dict[str, Any] = {
-            "pair": q.pair,
-            "rank": None if rank is None else f"{rank[0]}/{rank[1]}",
-            "duration": str(q.duration),
-        }
-        if rank_as_of is not None:
-            self.head["rank_as_of"] = iso_time(rank_as_of)
-        self._rank_missing = rank_missing
-        self._owners = owners
-        self._merged = merged
-        self._pending: list[list[Row]] = [first] if first else []
-        self._rest = rest
-        self._metrics = metrics
-
-    def missing(self) -> dict[str, str]:
-        """Shards whose absence may have changed this answer (so far), and why each is
-        missing."""
-        missing = dict(self._rank_missing)
-        if all(name in self._merged.missing for name in self._owners):
-            missing.update(self._merged.missing)
-        return missing
-
-    async def read_all(self) -> None:
-        self._pending.extend([batch async for batch in self._rest])
-
-    async def body(self) -> AsyncIterator[bytes]:
-        head = orjson.dumps(self.head)
-        yield head[:-1] + b',"prices":['
-        separator = b""
-        try:
-            for batch in self._pending:
-                yield separator + encode_points(batch)
-                separator = b","
-            async for batch in self._rest:
-                yield separator + encode_points(batch)
-                separator = b","
-        finally:
-            await self._merged.aclose()
-        missing = self.missing()
-        if missing:
-            _ended_partial(self._metrics, self.request, missing)
-        tail = {"partial": bool(missing), "missing_shards": sorted(missing)}
-        yield b"]," + orjson.dumps(tail)[1:]
 
 
 @dataclass
@@ -241,7 +167,7 @@ class Federation:
                     log.warning(
                         "refused %s (strict=true): missing %s",
                         answer.request,
-                        _shards_and_why(missing),
+                        shards_and_why(missing),
                     )
                     raise ShardsUnavailable(
                         "shards did not answer and strict=true was asked",
@@ -275,7 +201,7 @@ class Federation:
                         exchanges.setdefault(tags["pair"], set()).add(tags["exchange"])
         missing = sorted(found.missing)
         if missing:
-            _ended_partial(self.metrics, "GET /pairs", found.missing)
+            ended_partial(self.metrics, "GET /pairs", found.missing)
         return {
             "count": len(exchanges),
             "pairs": [{"pair": p, "exchanges": sorted(exchanges[p])} for p in sorted(exchanges)],
