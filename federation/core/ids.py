@@ -1,8 +1,14 @@
 """Ids: one grammar for pair, exchange and shard names everywhere they appear.
 
-An id is lowercase letters, digits, ``-`` and ``_``, starting with a letter or digit, at
-most 64 characters (``btcusd``, ``binance-us``, ``shard-a``). Sources lower-case what
-they read before checking it; the API takes ids case-insensitively.
+A market id (pair, exchange) is lowercase letters, digits, ``-``, ``_`` and ``.``,
+starting with a letter or digit, at most 64 characters (``btcusd``, ``binance-us``, and
+DEX pools such as ``imx.2weth``). Sources lower-case what they read before checking it;
+the API takes ids case-insensitively. None of these characters needs escaping in line
+protocol, and InfluxQL literals are quoted whole, so ``.`` is as safe as ``-``.
+
+A shard name (``shard-a``) is the same without ``.``: it also names a directory of the
+spool and the suffix of its credential variables (``INFLUX_TOKEN_SHARD_A``), where a
+``.`` cannot go.
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ from __future__ import annotations
 import re
 
 ID_MAX = 64
-ID_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
-ID_RULE = "lowercase letters, digits, '-' or '_', starting with a letter or digit"
+ID_PATTERN = r"[a-z0-9][a-z0-9_.-]{0,63}"
+ID_RULE = "lowercase letters, digits, '-', '_' or '.', starting with a letter or digit"
+SHARD_NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
 _ID_RE = re.compile(ID_PATTERN)
 
 

@@ -21,10 +21,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from federation.core.errors import ConfigError
-from federation.core.ids import ID_PATTERN
+from federation.core.ids import SHARD_NAME_PATTERN
 from federation.core.placement import Ring
 
-NAME_PATTERN = "^" + ID_PATTERN + "$"
+NAME_PATTERN = "^" + SHARD_NAME_PATTERN + "$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 

@@ -52,6 +52,11 @@ async def test_subscription_is_listed_fetched_and_deleted(client: httpx.AsyncCli
     assert (await client.get(f"/alerts/{sub['id']}")).status_code == 404
 
 
+async def test_subscription_dotted_pair_accepted_lowercased(client: httpx.AsyncClient) -> None:
+    response = await client.post("/alerts", json={"webhook": HOOK, "pair": "IMX.2WETH"})
+    assert (response.status_code, response.json()["pair"]) == (201, "imx.2weth")
+
+
 async def test_events_of_new_subscription_are_empty(client: httpx.AsyncClient) -> None:
     sub = (await client.post("/alerts", json={"webhook": "http://127.0.0.1:9/hook"})).json()
     response = await client.get(f"/alerts/{sub['id']}/events?limit=10")

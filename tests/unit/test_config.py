@@ -52,6 +52,7 @@ def test_parse_good_file_builds_map() -> None:
         (with_changes(shards=[]), r"shards: must not be empty"),
         (with_changes(shards=[{"url": "http://h:1"}]), r"shards\[0\]\.name: required key"),
         (with_changes(shards=[{"name": "A B", "url": "http://h:1"}]), r"shards\[0\]\.name: does"),
+        (with_changes(shards=[{"name": "a.b", "url": "http://h:1"}]), r"shards\[0\]\.name: does"),
         (with_changes(shards=[{"name": "a", "url": "ftp://h:1"}]), r"shards\[0\]\.url: .*http"),
         (
             with_changes(
@@ -86,6 +87,7 @@ def test_parse_good_file_builds_map() -> None:
         "no-shards",
         "missing-name",
         "bad-name",
+        "dot-in-name",
         "bad-scheme",
         "duplicate-name",
         "duplicate-url",

@@ -31,8 +31,8 @@ def oracle(row: pd.Series) -> str:
 
 @pytest.mark.parametrize(
     "exchange",
-    ["binance-us", "we ird", "a,b", "k=v", "back\\slash"],
-    ids=["plain", "space", "comma", "equals", "backslash"],
+    ["binance-us", "we ird", "a,b", "k=v", "back\\slash", "imx.2weth"],
+    ids=["plain", "space", "comma", "equals", "backslash", "dot"],
 )
 def test_lines_match_influxdb_client(exchange: str) -> None:
     data = frame(exchange=[exchange, exchange])

@@ -98,6 +98,16 @@ def test_validate_bad_row_counted_and_left_out(column: str, value: object, reaso
     assert problems == {reason: 1}
 
 
+def test_validate_dotted_ids_kept_lowercased() -> None:
+    problems: Counter[str] = Counter()
+    out = validate(rows(exchange=["Uniswap-V3", "kraken"], pair=["IMX.2WETH", "a.b"]), T0, problems)
+    assert (out["exchange"].tolist(), out["pair"].tolist()) == (
+        ["uniswap-v3", "kraken"],
+        ["imx.2weth", "a.b"],
+    )
+    assert not problems
+
+
 def test_validate_fills_missing_time_keeps_source_time() -> None:
     out = validate(rows(time=[T0 - 5, np.nan]), T0, Counter())
     assert out["time"].tolist() == [T0 - 5, T0]

@@ -24,6 +24,7 @@ def test_pair_query_defaults() -> None:
         ("btc'usd", {}, "pair"),
         ("x" * 65, {}, "pair"),
         ("-btc", {}, "pair"),
+        (".imx", {}, "pair"),
         ("btcusd", {"exchange": "kraken' OR '1'='1"}, "exchange"),
         ("btcusd", {"duration": "24h"}, "duration"),
         ("btcusd", {"duration": "-31d"}, "duration"),
@@ -34,6 +35,7 @@ def test_pair_query_defaults() -> None:
         "quote",
         "too-long",
         "leading-dash",
+        "leading-dot",
         "injection",
         "no-minus",
         "over-retention",
@@ -48,6 +50,16 @@ def test_pair_query_bad_input_names_parameter(
         PairQuery.parse(pair, params, MAX)
     assert info.value.parameter == parameter
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("pair", "exchange", "expected"),
+    [("IMX.2WETH", "uniswap-v3", ("imx.2weth", "uniswap-v3")), ("a.b", "x.y", ("a.b", "x.y"))],
+    ids=["dex-pool", "dots-in-both"],
+)
+def test_pair_query_dot_in_id_accepted(pair: str, exchange: str, expected: tuple[str, str]) -> None:
+    query = PairQuery.parse(pair, {"exchange": exchange}, MAX)
+    assert (query.pair, query.exchange) == expected
 
 
 def test_pair_query_huge_duration_is_too_long_not_malformed() -> None:
