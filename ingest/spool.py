@@ -17,15 +17,24 @@ InfluxDB keeps once.
 
 Caps: a queue older than ``max_age_s`` or larger than ``max_bytes`` drops its oldest
 batches, counted and logged as errors, so a shard that never comes back cannot fill
-the disk. A batch the shard refused as malformed (400) or otherwise final (4xx) goes to
+the disk. A batch the shard refused for good (malformed line protocol) goes to
 ``dead-letter.lp`` with a ``#`` comment line giving the reason (InfluxDB's line
 protocol skips comment lines, so the file can be fixed and imported by hand); it never
 goes back into the queue to block the batches behind it.
+
+Every file is read tolerantly: a batch or dead-letter file whose tail is torn (a line
+without its newline: a disk that filled, a file cut by hand) has that tail cut and
+logged, never a reason not to start; a batch file cut this way is renamed to its new
+point count. Nothing leaves a queue unless the shard stored it, it went to the
+dead-letter file, or a cap dropped it; what could be neither stored, spooled nor
+dead-lettered (a disk full at that moment, a batch file gone) is counted as lost. All
+of it is in ``status.json``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -42,6 +51,7 @@ from federation.core.clock import now_ms as _now_ms
 log = logging.getLogger(__name__)
 
 _BATCH_NAME = re.compile(r"^(\d{12})-(\d+)-(\d+)\.lp$")
+_DEAD_HEADER = re.compile(rb"^# dead-letter \S+ seq=\S+ points=(\d+) ")
 DEAD_LETTER = "dead-letter.lp"
 STATUS = "status.json"
 
@@ -63,20 +73,42 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_durably(path: Path, data: bytes, *, append: bool = False) -> None:
-    if append:
-        with path.open("ab") as f:
+def _write_durably(path: Path, data: bytes) -> None:
+    """``data`` at ``path`` whole or not at all: a failed write leaves no ``.tmp``."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.rename(path)
+        tmp.rename(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
+
+
+def _append_durably(path: Path, data: bytes) -> None:
+    """Append ``data`` whole or not at all: a failed append is cut off again, so the
+    next one does not run on from a torn line."""
+    with path.open("ab") as f:
+        size = f.tell()
+        try:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                f.truncate(size)
+            raise
+
+
+def cut_torn(data: bytes) -> tuple[bytes, int]:
+    """``data`` up to its last newline, and how many bytes of torn tail were cut."""
+    if not data or data.endswith(b"\n"):
+        return data, 0
+    keep = data.rfind(b"\n") + 1
+    return data[:keep], len(data) - keep
 
 
 class ShardQueue:
@@ -98,6 +130,11 @@ class ShardQueue:
         self.dropped_points = 0
         self.replayed_batches = 0
         self.replayed_points = 0
+        self.rerouted_batches = 0  # batches whose lines went (in part) to the pairs' new owners
+        self.rerouted_points = 0
+        self.lost_batches = 0  # neither stored, spooled nor dead-lettered (counted, logged)
+        self.lost_points = 0
+        self.torn_files = 0  # files whose torn tail was cut
         self.last_error: str | None = None
         self._next_seq = 0
         self._written_figures: dict[str, Any] | None = None  # what status.json last said
@@ -106,32 +143,108 @@ class ShardQueue:
 
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        found: list[Entry] = []
-        for path in self.directory.iterdir():
+        found: dict[Path, Entry] = {}
+        for path in sorted(self.directory.iterdir()):
             if path.name.endswith(".tmp"):
                 path.unlink(missing_ok=True)  # never acknowledged: its tick reported it lost
                 continue
             match = _BATCH_NAME.match(path.name)
             if match:
                 seq, created, points = (int(g) for g in match.groups())
-                found.append(Entry(seq, created, points, path.stat().st_size, path))
-        found.sort(key=lambda e: e.seq)
-        self._push(found)
-        self._next_seq = found[-1].seq + 1 if found else 0
-        dead = self.directory / DEAD_LETTER
-        if dead.exists():
-            with dead.open("rb") as f:
-                for line in f:
-                    if line.startswith(b"# dead-letter "):
-                        self.dead_batches += 1
-                        self.dead_points += int(line.split(b"points=", 1)[1].split()[0])
-        if found:
+                entry = self._checked(Entry(seq, created, points, path.stat().st_size, path))
+                if entry is not None:
+                    found[entry.path] = entry
+            elif path.suffix == ".lp" and path.name != DEAD_LETTER:
+                log.warning("spool %s: %s is not a batch name; left alone", self.name, path)
+        entries = sorted(found.values(), key=lambda e: e.seq)
+        self._push(entries)
+        self._next_seq = entries[-1].seq + 1 if entries else 0
+        self._count_dead_letters()
+        if entries:
             log.warning(
                 "spool %s: %d batches (%d points) left from an earlier run; replaying them",
                 self.name,
-                len(found),
+                len(entries),
                 self.points,
             )
+
+    def _checked(self, entry: Entry) -> Entry | None:
+        """``entry`` as found at open; a torn batch is cut to its whole lines and renamed
+        to its new point count (the rename first, so a crash between the two leaves a
+        torn file that is cut to the same name again), an empty one removed."""
+        try:
+            return self._cut(entry)
+        except OSError as exc:  # the drainer's read cuts it again
+            log.warning("spool %s: cannot check batch %s: %s", self.name, entry.path, exc)
+            return entry
+
+    def _cut(self, entry: Entry) -> Entry | None:
+        if entry.size:
+            with entry.path.open("rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) == b"\n":
+                    return entry
+        body, cut = cut_torn(entry.path.read_bytes())
+        points = body.count(b"\n")
+        self.torn_files += 1
+        self.lost_points += max(0, entry.points - points)
+        log.warning(
+            "spool %s: batch %s was torn: cut %d bytes, %d of its %d points kept",
+            self.name,
+            entry.path.name,
+            cut,
+            points,
+            entry.points,
+        )
+        if not points:
+            self.lost_batches += 1
+            entry.path.unlink()
+            return None
+        path = entry.path.with_name(f"{entry.seq:012d}-{entry.created_ms}-{points}.lp")
+        _write_durably(path, body)
+        if path != entry.path:
+            entry.path.unlink()
+            _fsync_dir(self.directory)
+        return Entry(entry.seq, entry.created_ms, points, len(body), path)
+
+    def _count_dead_letters(self) -> None:
+        """The dead-letter figures from the file; a torn tail is cut (an append that
+        failed half-way), a header that cannot be read is logged and skipped."""
+        dead = self.directory / DEAD_LETTER
+        try:
+            whole = self._cut_dead_letters(dead)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning("spool %s: cannot read %s: %s", self.name, dead, exc)
+            return
+        unreadable = 0
+        for line in whole.splitlines():
+            if not line.startswith(b"# dead-letter "):
+                continue
+            self.dead_batches += 1
+            header = _DEAD_HEADER.match(line)
+            if header is None:
+                unreadable += 1
+            else:
+                self.dead_points += int(header.group(1))
+        if unreadable:
+            log.warning(
+                "spool %s: %d headers of %s cannot be read; their points are not counted",
+                self.name,
+                unreadable,
+                dead,
+            )
+
+    def _cut_dead_letters(self, dead: Path) -> bytes:
+        with dead.open("r+b") as f:
+            whole, cut = cut_torn(f.read())
+            if cut:
+                f.truncate(len(whole))
+                os.fsync(f.fileno())
+                self.torn_files += 1
+                log.warning("spool %s: cut %d torn bytes off the end of %s", self.name, cut, dead)
+        return whole
 
     @property
     def depth(self) -> int:
@@ -161,30 +274,62 @@ class ShardQueue:
             return 0.0
         return max(0.0, ((now_ms or _now_ms()) - self.entries[0].created_ms) / 1000)
 
-    async def append(self, bodies: list[bytes]) -> int:
-        """Spool ``bodies`` durably, in order; returns the points spooled."""
+    async def append(self, bodies: list[bytes]) -> tuple[int, OSError | None]:
+        """Spool ``bodies`` durably, in order: how many of them were spooled (the first
+        ones), and the error that stopped the others. The queue holds exactly the batches
+        on disk, even when one fails half-way."""
         now = _now_ms()
         planned = []
-        for body in bodies:
+        for seq, body in enumerate(bodies, start=self._next_seq):
             points = body.count(b"\n")
-            name = f"{self._next_seq:012d}-{now}-{points}.lp"
-            planned.append(Entry(self._next_seq, now, points, len(body), self.directory / name))
-            self._next_seq += 1
+            name = f"{seq:012d}-{now}-{points}.lp"
+            planned.append(Entry(seq, now, points, len(body), self.directory / name))
+        done = 0
+        error: OSError | None = None
 
         def work() -> None:
+            nonlocal done
             for entry, body in zip(planned, bodies, strict=True):
                 _write_durably(entry.path, body)
+                done += 1
 
-        await asyncio.to_thread(work)
-        self._push(planned)
+        try:
+            await asyncio.to_thread(work)
+        except OSError as exc:
+            error = exc
+        self._push(planned[:done])
+        self._next_seq += done
         await self.enforce_caps()
-        return sum(e.points for e in planned)
+        return done, error
+
+    def lose(self, bodies: list[bytes], reason: str) -> None:
+        """Count batches that could be neither stored, spooled nor dead-lettered."""
+        points = sum(b.count(b"\n") for b in bodies)
+        self.lost_batches += len(bodies)
+        self.lost_points += points
+        self.last_error = reason
+        log.error(
+            "spool %s: %d batches (%d points) lost: %s", self.name, len(bodies), points, reason
+        )
 
     def head(self) -> Entry | None:
         return self.entries[0] if self.entries else None
 
     async def read(self, entry: Entry) -> bytes:
-        return await asyncio.to_thread(entry.path.read_bytes)
+        """The batch's body; a tail torn since the queue was opened is cut and counted."""
+        body, cut = cut_torn(await asyncio.to_thread(entry.path.read_bytes))
+        if cut:
+            self.torn_files += 1
+            self.lost_points += max(0, entry.points - body.count(b"\n"))
+            log.warning("spool %s: batch %s was torn: cut %d bytes", self.name, entry.path, cut)
+        return body
+
+    async def forget(self, entry: Entry, reason: str) -> None:
+        """Take the head off the queue, counted as lost (its file is gone)."""
+        await self.remove(entry, replayed=False)
+        self.lost_batches += 1
+        self.lost_points += entry.points
+        log.error("spool %s: batch %s lost: %s", self.name, entry.path.name, reason)
 
     async def remove(self, entry: Entry, *, replayed: bool = True) -> None:
         """Take ``entry`` (the head) off the queue once the shard stored it."""
@@ -205,7 +350,7 @@ class ShardQueue:
         seq = "-" if entry is None else str(entry.seq)
         header = f"# dead-letter {stamp} seq={seq} points={points} reason: {reason_line}\n"
         path = self.directory / DEAD_LETTER
-        await asyncio.to_thread(_write_durably, path, header.encode() + body, append=True)
+        await asyncio.to_thread(_append_durably, path, header.encode() + body)
         if entry is not None:
             await self.remove(entry, replayed=False)
         self.dead_batches += 1
@@ -266,6 +411,11 @@ class ShardQueue:
             "dead_letter_points": self.dead_points,
             "dropped_batches": self.dropped_batches,
             "dropped_points": self.dropped_points,
+            "lost_batches": self.lost_batches,
+            "lost_points": self.lost_points,
+            "torn_files": self.torn_files,
+            "rerouted_batches": self.rerouted_batches,
+            "rerouted_points": self.rerouted_points,
             "max_bytes": self.max_bytes,
             "max_age_s": self.max_age_s,
             "last_error": self.last_error,

@@ -2,20 +2,24 @@
 the shards written in parallel, each shard's batches in order; what a shard cannot take
 goes to the spool.
 
-Without a spool, a shard that cannot answer is retried with exponential backoff inside
-the tick and what still fails is reported lost. With a spool (the ingester's default) a
-batch is acknowledged only once the shard stored it (204) or it is fsynced in the
-shard's queue on disk, and the tick never waits on a shard that is down:
+Without a spool, a shard that cannot take a write is retried with exponential backoff
+inside the tick and what still fails is reported lost. With a spool (the ingester's
+default) a batch is acknowledged only once the shard stored it (204) or it is fsynced in
+the shard's queue on disk, and the tick never waits on a shard that is down:
 
-- a write that fails as *unavailable* (down, timeout, 5xx) is not retried in the tick:
-  that batch and the rest of the shard's batches go to its queue, and a drainer task
-  replays the queue in order, with backoff, until the shard takes it again;
+- a write that fails for a reason that can pass (down, timeout, 5xx, and 401, 403, 429:
+  credentials being fixed, a rate limit) is not retried in the tick: that batch and the
+  rest of the shard's batches go to its queue, and a drainer task replays the queue in
+  order, with backoff, until the shard takes it again;
 - while a shard's queue is not empty, its new batches are appended to the queue (not
   written directly), so the shard receives every batch in the order it was made;
-- a batch *refused* (4xx: a bad line, a missing database) is never retried: it goes to
-  the dead-letter file with the reason. A 404 first gets the database created (a new or
-  wiped shard) and one more try; the drainer creates the database before it replays
-  into a shard that failed.
+- a batch *refused for good* (400: malformed line protocol, a partial write; 413) is
+  never retried: it goes to the dead-letter file with the reason. A 404 first gets the
+  database created (a new or wiped shard) and one more try; the drainer creates the
+  database before it replays into a shard that failed;
+- the drainer sends the lines of pairs the shard no longer owns (the map changed since
+  they were spooled) to the pairs' current owners instead, so a rebalance does not have
+  to move them again.
 """
 
 from __future__ import annotations
@@ -33,11 +37,25 @@ import pandas as pd
 
 from federation.core.errors import ShardError, ShardRejected, ShardUnavailable
 from federation.core.influx import ShardClient
-from federation.core.lineproto import batches, finite_rows, to_lines
+from federation.core.lineproto import batches, finite_rows, pairs_of, to_lines
 from federation.core.shardmap import ShardMap
-from ingest.spool import Spool
+from ingest.spool import Entry, ShardQueue, Spool
 
 log = logging.getLogger(__name__)
+
+# Answers that the same body can never turn into a success: malformed line protocol or
+# a partial write (400), a body over the server's limit (413). Any other refusal (401,
+# 403, 429, ...) can pass once credentials or limits change, so it is retried.
+FINAL_STATUSES = frozenset({400, 413})
+
+
+def is_final(exc: ShardRejected) -> bool:
+    return exc.status in FINAL_STATUSES
+
+
+class _Retry(Exception):
+    """The drainer's head batch cannot go on now (a re-dealt part found no home, the
+    dead-letter file cannot be written); it stays at the head and is tried again."""
 
 
 @dataclass
@@ -74,7 +92,8 @@ class _Failure:
 class _ShardResult:
     written: int = 0
     spooled: int = 0
-    failed: int = 0
+    failed: int = 0  # dead-lettered or lost
+    lost: int = 0  # neither stored, spooled nor dead-lettered
     error: str | None = None
 
 
@@ -179,6 +198,7 @@ class ShardWriter:
                 return await self._spool(name, bodies[i:], result, failure.message)
             elif failure.retryable:
                 result.failed += sum(b.count(b"\n") for b in bodies[i:])
+                result.lost = result.failed
                 result.error = failure.message
                 return result
             else:
@@ -186,7 +206,7 @@ class ShardWriter:
                 result.failed += body.count(b"\n")
                 result.error = failure.message
                 if self.spool is not None:
-                    await self._dead_letter(name, body, failure.message)
+                    await self._dead_letter(name, body, failure.message, result)
         return result
 
     async def _spool(
@@ -195,25 +215,32 @@ class ShardWriter:
         """Queue ``bodies``; ``failure`` is why the shard did not take them (None when
         they only wait behind batches already queued)."""
         assert self.spool is not None
-        try:
-            result.spooled += await self.spool.queue(name).append(bodies)
-        except OSError as exc:
-            result.failed += sum(b.count(b"\n") for b in bodies)
-            result.error = f"{failure or 'queued'}; spooling failed too: {exc}"
-            log.error("%s: cannot spool %d batches: %s", name, len(bodies), exc)
+        queue = self.spool.queue(name)
+        done, error = await queue.append(bodies)
+        result.spooled += sum(b.count(b"\n") for b in bodies[:done])
+        if done:
+            self._start_drainer(name)
+        if error is not None:
+            lost = bodies[done:]
+            points = sum(b.count(b"\n") for b in lost)
+            result.failed += points
+            result.lost += points
+            result.error = f"{failure or 'queued'}; spooling failed too: {error}"
+            queue.lose(lost, f"cannot spool: {error}")
             return result
         if failure is not None:
             result.error = failure
             log.warning("%s; spooling %s's batches until it answers again", failure, name)
-        self._start_drainer(name)
         return result
 
-    async def _dead_letter(self, name: str, body: bytes, reason: str) -> None:
+    async def _dead_letter(self, name: str, body: bytes, reason: str, result: _ShardResult) -> None:
         assert self.spool is not None
+        queue = self.spool.queue(name)
         try:
-            await self.spool.queue(name).dead_letter(body, reason)
+            await queue.dead_letter(body, reason)
         except OSError as exc:
-            log.error("%s: cannot write the dead-letter file: %s", name, exc)
+            result.lost += body.count(b"\n")
+            queue.lose([body], f"refused ({reason}) and the dead-letter file failed: {exc}")
 
     async def _post(self, client: ShardClient, body: bytes) -> _Failure | None:
         """Write one body; with a spool, once (the drainer retries), else with retries."""
@@ -233,14 +260,53 @@ class ShardWriter:
                     except ShardError as create_exc:
                         return _Failure(str(create_exc), retryable=True)
                     continue
-                return _Failure(str(exc), retryable=False)
+                if is_final(exc):
+                    return _Failure(str(exc), retryable=False)
+                failure: ShardError = exc
             except ShardUnavailable as exc:
-                if attempt >= retries:
-                    return _Failure(str(exc), retryable=True)
-                delay = self.backoff_s * 2**attempt
-                attempt += 1
-                log.warning("%s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+                failure = exc
+            if attempt >= retries:
+                return _Failure(str(failure), retryable=True)
+            delay = self.backoff_s * 2**attempt
+            attempt += 1
+            log.warning("%s; retrying in %.1fs", failure, delay)
+            await asyncio.sleep(delay)
+
+    def _moved_lines(self, name: str, body: bytes) -> tuple[bytes, dict[str, list[str]]]:
+        """Split a batch spooled for ``name`` by the current map: the body of the lines
+        it still owns, and the lines of pairs it no longer owns, by their owners now."""
+        pairs = pairs_of(body)
+        owners = {p: self.shard_map.owners(p) for p in set(pairs)}
+        if all(name in o for o in owners.values()):
+            return body, {}  # the usual case, decided per distinct pair
+        lines = body.decode().splitlines()
+        kept: list[str] = []
+        moved: dict[str, list[str]] = {}
+        for line, pair in zip(lines, pairs, strict=True):
+            if name in owners[pair]:
+                kept.append(line)
+            else:
+                for owner in owners[pair]:
+                    moved.setdefault(owner, []).append(line)
+        return ("\n".join(kept) + "\n").encode() if kept else b"", moved
+
+    async def _reroute(self, queue: ShardQueue, entry: Entry, moved: dict[str, list[str]]) -> None:
+        """Deal the lines of pairs that moved to their owners (written, or queued behind
+        what those owners already wait for); raises :class:`_Retry` when some of them
+        could be neither stored, queued nor dead-lettered."""
+        results = [await self._write_shard(owner, lines) for owner, lines in moved.items()]
+        if any(r.lost for r in results):
+            raise _Retry(f"re-routing batch {entry.seq} failed: {results[0].error}")
+        points = sum(len(lines) for lines in moved.values())
+        queue.rerouted_batches += 1
+        queue.rerouted_points += points
+        log.info(
+            "spool %s: batch %d: %d points of pairs it no longer owns sent to %s",
+            queue.name,
+            entry.seq,
+            points,
+            ", ".join(sorted(moved)),
+        )
 
     # The drainers: one task per shard whose queue is not empty.
 
@@ -259,41 +325,58 @@ class ShardWriter:
 
     async def _drain(self, name: str) -> None:
         assert self.spool is not None
-        queue, client = self.spool.queue(name), self.clients[name]
+        queue = self.spool.queue(name)
         delay = self.backoff_s
         ready = False  # the database was created since the shard last failed
         recreated = -1  # the batch for which a 404 made us create the database again
+        rerouted = -1  # the batch whose moved lines were dealt out in this run
         started, last_log = time.monotonic(), time.monotonic()
         done_batches = 0
         while (entry := queue.head()) is not None:
             queue.in_flight = entry
             try:
-                if not ready:
-                    await client.create_database()
-                    ready = True
-                body = await queue.read(entry)
                 try:
-                    await client.write(body)
-                except ShardRejected as exc:
-                    if exc.status == 404 and recreated != entry.seq:
-                        recreated, ready = entry.seq, False  # dropped meanwhile: create it again
-                        continue
-                    await queue.dead_letter(body, str(exc), entry)
+                    body = await queue.read(entry)
+                except FileNotFoundError as exc:
+                    await queue.forget(entry, f"its file is gone: {exc}")
                     continue
+                except OSError as exc:
+                    raise _Retry(f"cannot read batch {entry.path}: {exc}") from exc
+                body, moved = self._moved_lines(name, body)
+                if moved and rerouted != entry.seq:
+                    await self._reroute(queue, entry, moved)
+                    rerouted = entry.seq
+                if body:
+                    client = self.clients[name]
+                    if not ready:
+                        await client.create_database()
+                        ready = True
+                    try:
+                        await client.write(body)
+                    except ShardRejected as exc:
+                        if exc.status == 404 and recreated != entry.seq:
+                            recreated, ready = entry.seq, False  # dropped: create it again
+                            continue
+                        if not is_final(exc):
+                            raise
+                        try:
+                            await queue.dead_letter(body, str(exc), entry)
+                        except OSError as dead_exc:
+                            raise _Retry(
+                                f"{exc}; the dead-letter file failed, keeping the batch: {dead_exc}"
+                            ) from dead_exc
+                        continue
                 await queue.remove(entry)
-            except ShardError as exc:
+            except (ShardError, _Retry) as exc:
                 queue.last_error = str(exc)
-                ready = False
+                ready = ready and isinstance(exc, _Retry)
                 queue.in_flight = None
                 await queue.enforce_caps()
                 queue.write_status()
-                log.info("%s; spool of %s: next try in %.1fs", exc, name, delay)
+                level = logging.ERROR if isinstance(exc, _Retry) else logging.INFO
+                log.log(level, "%s; spool of %s: next try in %.1fs", exc, name, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.drain_backoff_max_s)
-                continue
-            except OSError as exc:
-                log.error("spool %s: cannot read batch %s, skipping it: %s", name, entry.path, exc)
-                await queue.remove(entry, replayed=False)
                 continue
             finally:
                 queue.in_flight = None

@@ -15,8 +15,10 @@ raises NotImplementedError naming it, so no test silently takes a wrong branch.
 Faults, settable at any time: ``down`` (every call raises ShardUnavailable),
 ``delay_s`` (awaited before every answer), ``slow_kinds`` and ``failing_kinds`` (per
 statement kind), ``fail_after_chunks`` and ``stall_after_chunks`` (mid-stream),
-``chunk_size`` (overrides the caller's), ``reject_writes`` (400) and ``has_database``
-(False: writes are 404 and queries fail until ``create_database``).
+``chunk_size`` (overrides the caller's), ``reject_writes`` (400), ``write_answers``
+(HTTP statuses the next writes get, one each, mapped as the real client maps them: 5xx
+ShardUnavailable, 4xx ShardRejected) and ``has_database`` (False: writes are 404 and
+queries fail until ``create_database``).
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ class FakeShard:
         self.stall_s = 3600.0  # how long a stalled stream waits before its next chunk
         self.chunk_size: int | None = None
         self.reject_writes = False
+        self.write_answers: list[int] = []
         self.has_database = True
         # What it was sent.
         self.bodies: list[bytes] = []  # every body stored, in order
@@ -174,6 +177,12 @@ class FakeShard:
             raise ShardRejected(
                 self.name, f'POST /write answered 404: database not found: "{self.database}"', 404
             )
+        if self.write_answers:
+            status = self.write_answers.pop(0)
+            message = f"POST /write answered {status}: refused"
+            if status >= 500:
+                raise ShardUnavailable(self.name, message)
+            raise ShardRejected(self.name, message, status)
         if self.reject_writes:
             raise ShardRejected(self.name, "POST /write answered 400: refused", 400)
         self._store(body, precision)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from influxdb_client import Point, WritePrecision
 
-from federation.core.lineproto import batches, escape_tag, finite_rows, to_lines
+from federation.core.lineproto import batches, escape_tag, finite_rows, pairs_of, to_lines
 
 
 def frame(**overrides: list[object]) -> pd.DataFrame:
@@ -57,3 +57,19 @@ def test_finite_rows_drop_unwritable_prices(bad: float) -> None:
 def test_batches_end_every_body_with_newline() -> None:
     bodies = batches(["a", "b", "c"], 2)
     assert bodies == [b"a\nb\n", b"c\n"]
+
+
+@pytest.mark.parametrize(
+    ("exchange", "pair"),
+    [
+        ("kraken", "imx.2weth"),
+        ("a,pair=x", "btc usd"),
+        ("k=v", "p,q=r"),
+        ("back\\slash", "pair=1"),
+    ],
+    ids=["dot", "pair-tag-in-exchange", "escapes-in-pair", "backslash"],
+)
+def test_pairs_of_reads_back_every_pair(exchange: str, pair: str) -> None:
+    data = frame(exchange=[exchange, "kraken"], pair=[pair, "ethusd"])
+    body = b"".join(batches(to_lines(data), 10))
+    assert pairs_of(body) == [pair, "ethusd"]
