@@ -13,4 +13,5 @@ class SourceError(FederationError):
     def __init__(self, source: str, reason: str, message: str) -> None:
         super().__init__(f"source {source}: {message}")
         self.source = source
+        self.message = message
         self.reason = reason

@@ -116,6 +116,7 @@ class Ingester:
         )
         self.source_errors: Counter[str] = Counter()  # ticks the source gave nothing, by reason
         self.problems: Counter[str] = Counter()  # rows left out, by reason
+        self.ignored: Counter[str] = Counter()  # source entries that are not prices, by kind
         self.total = WriteReport()
 
     async def backfill(
@@ -194,6 +195,9 @@ class Ingester:
             log.error("tick %s: the source did not answer within the interval", stamp)
             return WriteReport()
         problems = snapshot.problems.copy()
+        if snapshot.ignored:  # expected in the source's lists: counted, not warned
+            self.ignored.update(snapshot.ignored)
+            log.debug("tick %s: ignored %s", stamp, _describe(snapshot.ignored))
         frame = validate(snapshot.rows, time_ms, problems)
         report = await self.writer.write(frame)
         self.ticks += 1

@@ -35,6 +35,7 @@ MAX_FUTURE_MS = 5 * 60_000  # a clock ahead by more than this is a bad row, not 
 class Snapshot:
     rows: pd.DataFrame
     problems: Counter[str] = field(default_factory=Counter)  # left out while parsing, by reason
+    ignored: Counter[str] = field(default_factory=Counter)  # not prices (index: keys), by kind
 
 
 class Source(Protocol):

@@ -76,11 +76,15 @@ def make_source(settings: IngestSettings, http: httpx.AsyncClient) -> Source:
         from ingest.cryptowatch import CryptowatchSource
 
         assert settings.url is not None  # the settings require it for this source
+        # A request gives up (naming its endpoint) before the tick's own bound does;
+        # volumes are waited for half an interval at most, prices never wait for them.
         return CryptowatchSource(
             settings.url,
             http,
+            timeout_s=min(10.0, 0.9 * settings.interval_s),
             api_key=settings.cryptowatch_api_key,
             volume=not settings.no_volume,
+            volume_wait_s=0.5 * settings.interval_s,
         )
     if settings.source == "ccxt":
         from ingest.live import CcxtSource
