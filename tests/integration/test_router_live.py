@@ -181,7 +181,9 @@ async def test_pairs_lists_every_pair_with_its_exchanges(
 
 
 @pytest.mark.parametrize(
-    "pair", ["a'b", "c\\d", "e f,g=h", 'i"j'], ids=["quote", "backslash", "lp-special", "dquote"]
+    "pair",
+    ["a'b", "c\\d", "e f,g=h", 'i"j', "k.l"],
+    ids=["quote", "backslash", "lp-special", "dquote", "dot"],
 )
 async def test_quoting_round_trips_hostile_values(
     cluster: LocalCluster, http: httpx.AsyncClient, pair: str
