@@ -63,6 +63,7 @@ class Entry:
     points: int
     size: int
     path: Path
+    dealt_by: int = -1  # the writer's map generation that dealt its lines (-1: unknown)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -274,16 +275,17 @@ class ShardQueue:
             return 0.0
         return max(0.0, ((now_ms or _now_ms()) - self.entries[0].created_ms) / 1000)
 
-    async def append(self, bodies: list[bytes]) -> tuple[int, OSError | None]:
+    async def append(self, bodies: list[bytes], dealt_by: int = -1) -> tuple[int, OSError | None]:
         """Spool ``bodies`` durably, in order: how many of them were spooled (the first
         ones), and the error that stopped the others. The queue holds exactly the batches
-        on disk, even when one fails half-way."""
+        on disk, even when one fails half-way. ``dealt_by`` is remembered in memory: the
+        writer's map generation that placed the lines."""
         now = _now_ms()
         planned = []
         for seq, body in enumerate(bodies, start=self._next_seq):
             points = body.count(b"\n")
             name = f"{seq:012d}-{now}-{points}.lp"
-            planned.append(Entry(seq, now, points, len(body), self.directory / name))
+            planned.append(Entry(seq, now, points, len(body), self.directory / name, dealt_by))
         done = 0
         error: OSError | None = None
 

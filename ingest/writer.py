@@ -119,6 +119,7 @@ class ShardWriter:
         self._drainers: dict[str, asyncio.Task[None]] = {}
         self._index = {s.name: i for i, s in enumerate(shard_map.shards)}
         self._owners: dict[str, tuple[int, ...]] = {}  # pair -> owner indices, best first
+        self._generation = 0  # bumped by every map change; batches remember the one that dealt them
         if spool is not None:
             spool.open_all([s.name for s in shard_map.shards])
 
@@ -129,6 +130,7 @@ class ShardWriter:
         self.shard_map = shard_map
         self._index = {s.name: i for i, s in enumerate(shard_map.shards)}
         self._owners = {}
+        self._generation += 1
         if self.spool is not None:
             self.spool.open_all([s.name for s in shard_map.shards])
 
@@ -166,9 +168,10 @@ class ShardWriter:
         report = WriteReport(invalid_rows=len(frame) - len(clean))
         if clean.empty:
             return report
+        generation = self._generation
         parts = self.split_lines(clean)
         results = await asyncio.gather(
-            *(self._write_shard(name, lines) for name, lines in parts.items())
+            *(self._write_shard(name, lines, generation) for name, lines in parts.items())
         )
         for name, result in zip(parts, results, strict=True):
             report.written[name] = result.written
@@ -184,18 +187,19 @@ class ShardWriter:
         """Whether the shard has batches waiting in its queue."""
         return self.spool is not None and self.spool.queue(name).depth > 0
 
-    async def _write_shard(self, name: str, lines: list[str]) -> _ShardResult:
+    async def _write_shard(self, name: str, lines: list[str], generation: int) -> _ShardResult:
+        """Write ``lines`` (dealt by the map of ``generation``) to shard ``name``."""
         client = self.clients[name]
         bodies = batches(lines, self.batch_lines)
         result = _ShardResult()
         if self.pending(name):
-            return await self._spool(name, bodies, result, None)  # behind the queued ones
+            return await self._spool(name, bodies, result, None, generation)  # behind the queue
         for i, body in enumerate(bodies):
             failure = await self._post(client, body)
             if failure is None:
                 result.written += body.count(b"\n")
             elif failure.retryable and self.spool is not None:
-                return await self._spool(name, bodies[i:], result, failure.message)
+                return await self._spool(name, bodies[i:], result, failure.message, generation)
             elif failure.retryable:
                 result.failed += sum(b.count(b"\n") for b in bodies[i:])
                 result.lost = result.failed
@@ -210,13 +214,18 @@ class ShardWriter:
         return result
 
     async def _spool(
-        self, name: str, bodies: list[bytes], result: _ShardResult, failure: str | None
+        self,
+        name: str,
+        bodies: list[bytes],
+        result: _ShardResult,
+        failure: str | None,
+        generation: int,
     ) -> _ShardResult:
         """Queue ``bodies``; ``failure`` is why the shard did not take them (None when
         they only wait behind batches already queued)."""
         assert self.spool is not None
         queue = self.spool.queue(name)
-        done, error = await queue.append(bodies)
+        done, error = await queue.append(bodies, generation)
         result.spooled += sum(b.count(b"\n") for b in bodies[:done])
         if done:
             self._start_drainer(name)
@@ -276,6 +285,8 @@ class ShardWriter:
         """Split a batch spooled for ``name`` by the current map: the body of the lines
         it still owns, and the lines of pairs it no longer owns, by their owners now."""
         pairs = pairs_of(body)
+        if len(pairs) != body.count(b"\n"):
+            return body, {}  # a line without a pair tag: the shard judges it (400: dead letter)
         owners = {p: self.shard_map.owners(p) for p in set(pairs)}
         if all(name in o for o in owners.values()):
             return body, {}  # the usual case, decided per distinct pair
@@ -290,11 +301,15 @@ class ShardWriter:
                     moved.setdefault(owner, []).append(line)
         return ("\n".join(kept) + "\n").encode() if kept else b"", moved
 
-    async def _reroute(self, queue: ShardQueue, entry: Entry, moved: dict[str, list[str]]) -> None:
+    async def _reroute(
+        self, queue: ShardQueue, entry: Entry, moved: dict[str, list[str]], generation: int
+    ) -> None:
         """Deal the lines of pairs that moved to their owners (written, or queued behind
         what those owners already wait for); raises :class:`_Retry` when some of them
         could be neither stored, queued nor dead-lettered."""
-        results = [await self._write_shard(owner, lines) for owner, lines in moved.items()]
+        results = [
+            await self._write_shard(owner, lines, generation) for owner, lines in moved.items()
+        ]
         if any(r.lost for r in results):
             raise _Retry(f"re-routing batch {entry.seq} failed: {results[0].error}")
         points = sum(len(lines) for lines in moved.values())
@@ -329,7 +344,7 @@ class ShardWriter:
         delay = self.backoff_s
         ready = False  # the database was created since the shard last failed
         recreated = -1  # the batch for which a 404 made us create the database again
-        rerouted = -1  # the batch whose moved lines were dealt out in this run
+        rerouted = (-1, -1)  # (batch, map generation) whose moved lines were dealt out
         started, last_log = time.monotonic(), time.monotonic()
         done_batches = 0
         while (entry := queue.head()) is not None:
@@ -342,10 +357,13 @@ class ShardWriter:
                     continue
                 except OSError as exc:
                     raise _Retry(f"cannot read batch {entry.path}: {exc}") from exc
-                body, moved = self._moved_lines(name, body)
-                if moved and rerouted != entry.seq:
-                    await self._reroute(queue, entry, moved)
-                    rerouted = entry.seq
+                generation = self._generation
+                moved: dict[str, list[str]] = {}
+                if entry.dealt_by != generation:  # spooled under another map, or by another run
+                    body, moved = self._moved_lines(name, body)
+                if moved and rerouted != (entry.seq, generation):
+                    await self._reroute(queue, entry, moved, generation)
+                    rerouted = (entry.seq, generation)
                 if body:
                     client = self.clients[name]
                     if not ready:

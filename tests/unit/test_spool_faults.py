@@ -277,3 +277,31 @@ async def test_spool_of_moved_pair_rerouted_while_old_owner_down(
     assert await writer.wait_drained(5)  # shard-a never answers: it owns none of them now
     assert held(shards["shard-c"]) == [(1, moved), (2, moved), (3, moved)]
     assert writer.spool.queue("shard-a").rerouted_points == 3  # type: ignore[union-attr]
+
+
+async def test_line_without_pair_tag_dead_lettered_after_map_change(
+    shards: dict[str, FakeShard], tmp_path: Path
+) -> None:
+    spooled_batch(tmp_path, "shard-a", 0, b"garbage\n" + LINES[0], 2)
+    spooled_batch(tmp_path, "shard-a", 1, LINES[1], 1)
+    writer = make_writer(shards, tmp_path)
+    writer.set_map(WIDER_MAP, shards)
+    assert await writer.wait_drained(5)
+    owner = owner_of("btcusd", shards, WIDER_MAP)
+    assert held(owner) == [(2, "btcusd")]
+    assert writer.spool.queue("shard-a").dead_points == 2  # type: ignore[union-attr]
+
+
+async def test_spool_of_earlier_run_dealt_by_the_map_of_this_one(
+    shards: dict[str, FakeShard], tmp_path: Path
+) -> None:
+    moved, kept = moved_pair(), kept_pair()
+    shards["shard-a"].down = True
+    first = make_writer(shards, tmp_path)
+    await first.write(pd.concat([frame([1, 2], moved), frame([1, 2], kept)]))
+    await first.close()
+    shards["shard-a"].down = False
+    second = ShardWriter(WIDER_MAP, shards, spool=Spool(tmp_path), backoff_s=0.01)
+    assert await second.wait_drained(5)
+    assert held(shards["shard-a"]) == [(1, kept), (2, kept)]
+    assert held(shards["shard-c"]) == [(1, moved), (2, moved)]
