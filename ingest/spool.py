@@ -34,7 +34,6 @@ of it is in ``status.json``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -47,11 +46,19 @@ from typing import Any
 import orjson
 
 from federation.core.clock import now_ms as _now_ms
+from ingest.spoolfiles import (
+    append_durably,
+    cut_file_tail,
+    cut_torn,
+    dead_letter_figures,
+    ends_whole,
+    fsync_dir,
+    write_durably,
+)
 
 log = logging.getLogger(__name__)
 
 _BATCH_NAME = re.compile(r"^(\d{12})-(\d+)-(\d+)\.lp$")
-_DEAD_HEADER = re.compile(rb"^# dead-letter \S+ seq=\S+ points=(\d+) ")
 DEAD_LETTER = "dead-letter.lp"
 STATUS = "status.json"
 
@@ -64,52 +71,6 @@ class Entry:
     size: int
     path: Path
     dealt_by: int = -1  # the writer's map generation that dealt its lines (-1: unknown)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """``data`` at ``path`` whole or not at all: a failed write leaves no ``.tmp``."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.rename(path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _append_durably(path: Path, data: bytes) -> None:
-    """Append ``data`` whole or not at all: a failed append is cut off again, so the
-    next one does not run on from a torn line."""
-    with path.open("ab") as f:
-        size = f.tell()
-        try:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        except OSError:
-            with contextlib.suppress(OSError):
-                f.truncate(size)
-            raise
-
-
-def cut_torn(data: bytes) -> tuple[bytes, int]:
-    """``data`` up to its last newline, and how many bytes of torn tail were cut."""
-    if not data or data.endswith(b"\n"):
-        return data, 0
-    keep = data.rfind(b"\n") + 1
-    return data[:keep], len(data) - keep
 
 
 class ShardQueue:
@@ -180,11 +141,8 @@ class ShardQueue:
             return entry
 
     def _cut(self, entry: Entry) -> Entry | None:
-        if entry.size:
-            with entry.path.open("rb") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) == b"\n":
-                    return entry
+        if ends_whole(entry.path):
+            return entry
         body, cut = cut_torn(entry.path.read_bytes())
         points = body.count(b"\n")
         self.torn_files += 1
@@ -202,10 +160,10 @@ class ShardQueue:
             entry.path.unlink()
             return None
         path = entry.path.with_name(f"{entry.seq:012d}-{entry.created_ms}-{points}.lp")
-        _write_durably(path, body)
+        write_durably(path, body)
         if path != entry.path:
             entry.path.unlink()
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         return Entry(entry.seq, entry.created_ms, points, len(body), path)
 
     def _count_dead_letters(self) -> None:
@@ -219,16 +177,7 @@ class ShardQueue:
         except OSError as exc:
             log.warning("spool %s: cannot read %s: %s", self.name, dead, exc)
             return
-        unreadable = 0
-        for line in whole.splitlines():
-            if not line.startswith(b"# dead-letter "):
-                continue
-            self.dead_batches += 1
-            header = _DEAD_HEADER.match(line)
-            if header is None:
-                unreadable += 1
-            else:
-                self.dead_points += int(header.group(1))
+        self.dead_batches, self.dead_points, unreadable = dead_letter_figures(whole)
         if unreadable:
             log.warning(
                 "spool %s: %d headers of %s cannot be read; their points are not counted",
@@ -238,13 +187,10 @@ class ShardQueue:
             )
 
     def _cut_dead_letters(self, dead: Path) -> bytes:
-        with dead.open("r+b") as f:
-            whole, cut = cut_torn(f.read())
-            if cut:
-                f.truncate(len(whole))
-                os.fsync(f.fileno())
-                self.torn_files += 1
-                log.warning("spool %s: cut %d torn bytes off the end of %s", self.name, cut, dead)
+        whole, cut = cut_file_tail(dead)
+        if cut:
+            self.torn_files += 1
+            log.warning("spool %s: cut %d torn bytes off the end of %s", self.name, cut, dead)
         return whole
 
     @property
@@ -292,7 +238,7 @@ class ShardQueue:
         def work() -> None:
             nonlocal done
             for entry, body in zip(planned, bodies, strict=True):
-                _write_durably(entry.path, body)
+                write_durably(entry.path, body)
                 done += 1
 
         try:
@@ -352,7 +298,7 @@ class ShardQueue:
         seq = "-" if entry is None else str(entry.seq)
         header = f"# dead-letter {stamp} seq={seq} points={points} reason: {reason_line}\n"
         path = self.directory / DEAD_LETTER
-        await asyncio.to_thread(_append_durably, path, header.encode() + body)
+        await asyncio.to_thread(append_durably, path, header.encode() + body)
         if entry is not None:
             await self.remove(entry, replayed=False)
         self.dead_batches += 1

@@ -59,7 +59,7 @@ def status(root: Path, shard: str) -> dict[str, object]:
 
 
 class DiskFull:
-    """``os.fsync`` in the spool that fails with ENOSPC once ``allowed`` calls were made."""
+    """``os.fsync`` of the spool's files that fails with ENOSPC once ``allowed`` calls were made."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, allowed: int = 0) -> None:
         self.allowed = allowed
@@ -71,7 +71,7 @@ class DiskFull:
             self.allowed -= 1
             real(fd)
 
-        monkeypatch.setattr("ingest.spool.os.fsync", fsync)
+        monkeypatch.setattr("ingest.spoolfiles.os.fsync", fsync)
 
     def free(self) -> None:
         self.allowed = 1 << 30
