@@ -148,6 +148,8 @@ HOSTILE = {
     "semicolon": "a;b",
     "or-injection": "x' OR ''='",
     "drop-injection": '\\\'; DROP DATABASE "c" --',
+    "dot": "imx.2weth",
+    "regex-dot": "a.*",
 }
 BENIGN = "abc"
 NUMBER = 1_700_000_000_000
