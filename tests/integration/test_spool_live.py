@@ -5,6 +5,7 @@ holds exactly the points the source produced: none lost, none doubled."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,7 @@ from federation.core.shardmap import ShardMap
 from federation.tools.localcluster import LocalCluster
 from ingest.loop import Ingester
 from ingest.simulated import SimulatedMarket
-from ingest.spool import Spool
+from ingest.spool import DEAD_LETTER, Spool
 from ingest.writer import ShardWriter
 from tests.integration.conftest import clients_for, own_statement, shard_map_for
 
@@ -104,3 +105,31 @@ async def test_ingester_crash_replays_spool_into_recreated_database(
     second = make_writer(shard_map, clients, tmp_path)
     assert await second.wait_drained(30)
     await assert_shards_hold_exactly(clients, shard_map, pd.concat(ticks, ignore_index=True))
+
+
+async def test_restart_on_torn_spool_with_shard_drained_stores_everything_once(
+    own_cluster: LocalCluster, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    shard_map = shard_map_for(own_cluster)
+    clients = await clients_for(shard_map, http)
+    market = SimulatedMarket(series=120, seed=5)
+    ticks = [market.snapshot(now_ms() // 60_000 * 60_000 - i * 60_000) for i in range(3)]
+    own_cluster.stop_shard("shard-b")
+    first = make_writer(shard_map, clients, tmp_path)
+    for frame in ticks:
+        await first.write(frame)
+    await first.close()  # the ingester dies mid-append: torn tails on both kinds of file
+    spooled = sorted((tmp_path / "shard-b").glob("*.lp"))
+    with spooled[-1].open("ab") as f:
+        f.write(b"price,exchange=kraken,pair=btc")
+    (tmp_path / "shard-b" / DEAD_LETTER).write_bytes(b"# dead-letter 2026-11-28T10:00:00Z seq=")
+    drained = ShardMap(
+        tuple(replace(s, drain=s.name == "shard-b") for s in shard_map.shards),
+        database=shard_map.database,
+    )
+    second = make_writer(drained, clients, tmp_path)  # shard-b stays down: owns nothing now
+    assert await second.wait_drained(30)
+    await second.close()
+    held = {"shard-a": clients["shard-a"]}
+    await assert_shards_hold_exactly(held, drained, pd.concat(ticks, ignore_index=True))
+    assert second.spool.queue("shard-b").torn_files == 2  # type: ignore[union-attr]
