@@ -240,9 +240,13 @@ class Federation:
 
         async def status(client: ShardClient) -> dict[str, Any]:
             ping = await client.ping()
-            answer = await client.query(influxql.census_query())
-            series = sum(s["values"][0][0] for s in answer[0]) if answer[0] else 0
-            pairs = [row[1] for s in answer[1] for row in s["values"]]
+            keys = [
+                row[0]
+                for s in (await client.query(influxql.census_query()))[0]
+                for row in s["values"]
+            ]
+            pairs = sorted({parse_series_key(key).get("pair", "") for key in keys} - {""})
+            series = len(keys)
             misplaced = [p for p in pairs if client.name not in self.shard_map.owners(p)]
             return {
                 "up": True,
