@@ -211,6 +211,17 @@ def latest_point_query(window_s: int) -> str:
 
 
 @_catalogued
+def last_prices_query(window_s: int) -> str:
+    """The newest price of every series within the last ``window_s`` seconds (its time
+    is the row's): where a restarted simulated market picks up."""
+    return (
+        f"SELECT LAST({_PRICE}) FROM {_M}"
+        + _where(f"time > now() - {_time(window_s, 's')}")
+        + f" GROUP BY {_BY_SERIES}"
+    )
+
+
+@_catalogued
 def buckets_query(start_ms: int, end_ms: int, bucket_s: int) -> str:
     """Sums and counts of price and volume per epoch-aligned bucket and series in
     [start, end); buckets without points absent."""

@@ -62,6 +62,7 @@ EXAMPLES = {
         [["time", "count", "mean", "stddev"]],
     ),
     "latest_point_query": Example(lambda t0: influxql.latest_point_query(3600), [["time", "last"]]),
+    "last_prices_query": Example(lambda t0: influxql.last_prices_query(3600), [["time", "last"]]),
     "buckets_query": Example(
         lambda t0: influxql.buckets_query(t0 - 600_000, t0 + 600_000, 60),
         [["time", "price_sum", "price_count", "volume_sum", "volume_count"]],
