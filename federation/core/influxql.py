@@ -205,12 +205,6 @@ def moments_query(span: TimeRange, by_hour: bool = False) -> str:
 
 
 @_catalogued
-def latest_point_query(window_s: int) -> str:
-    """The newest point within the last ``window_s`` seconds (its time is the row's)."""
-    return f"SELECT LAST({_PRICE}) FROM {_M}" + _where(f"time > now() - {_time(window_s, 's')}")
-
-
-@_catalogued
 def last_prices_query(window_s: int) -> str:
     """The newest price of every series within the last ``window_s`` seconds (its time
     is the row's): where a restarted simulated market picks up."""

@@ -61,7 +61,6 @@ EXAMPLES = {
         lambda t0: influxql.moments_query(_span(t0), by_hour=True),
         [["time", "count", "mean", "stddev"]],
     ),
-    "latest_point_query": Example(lambda t0: influxql.latest_point_query(3600), [["time", "last"]]),
     "last_prices_query": Example(lambda t0: influxql.last_prices_query(3600), [["time", "last"]]),
     "buckets_query": Example(
         lambda t0: influxql.buckets_query(t0 - 600_000, t0 + 600_000, 60),

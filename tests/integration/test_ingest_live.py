@@ -13,7 +13,7 @@ from federation.core.clock import now_ms
 from federation.core.shardmap import ShardMap
 from federation.tools import ingester
 from federation.tools.localcluster import LocalCluster
-from ingest.loop import Ingester, latest_point_ms
+from ingest.loop import Ingester
 from ingest.simulated import SimulatedMarket
 from ingest.writer import ShardWriter
 from tests.integration.conftest import clients_for, own_statement, shard_map_for
@@ -60,16 +60,6 @@ async def test_backfill_and_tick_store_every_point_on_its_owners(
         assert len(merged) == len(owned)
         assert (merged.price == merged.price_src).all()
         assert (merged.volume == merged.volume_src).all()
-
-
-async def test_latest_point_is_the_last_tick(
-    cluster: LocalCluster, http: httpx.AsyncClient
-) -> None:
-    shard_map = shard_map_for(cluster)
-    clients = await clients_for(shard_map, http)
-    tick_time = now_ms() // 60_000 * 60_000
-    await ShardWriter(shard_map, clients).write(SimulatedMarket(series=20).snapshot(tick_time))
-    assert await latest_point_ms(clients, 3600) == tick_time
 
 
 async def test_write_to_stopped_shard_reports_points_not_stored(

@@ -17,7 +17,8 @@ OPERATIONS = Path(__file__).parents[2] / "docs" / "operations.md"
 SHARD = "  - {name: shard-%s, url: 'http://127.0.0.1:1808%d'}\n"
 MAPS = {
     "unknown-key": "shards:\n" + SHARD % ("a", 6) + SHARD.replace("}", ", port: 1}") % ("b", 7),
-    "replication": "replication: 4\nshards:\n" + "".join(SHARD % (c, i) for i, c in enumerate("abc")),
+    "replication": "replication: 4\nshards:\n"
+    + "".join(SHARD % (c, i) for i, c in enumerate("abc")),
     "same-name": "shards:\n" + SHARD % ("a", 6) + SHARD % ("a", 7),
 }
 # Lines of the doc that quote an error: a file or a setting, a colon, what is wrong.
