@@ -20,14 +20,12 @@ import inspect
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Protocol
 
 import pandas as pd
 
 from federation.core.clock import SYSTEM_CLOCK, Clock
-from federation.core.influx import ShardClient
-from federation.core.influxql import latest_point_query
 from federation.core.periodic import Periodic
 from federation.core.timefmt import iso_time
 from ingest.errors import SourceError
@@ -60,22 +58,6 @@ class _Wrapped:
 
     async def aclose(self) -> None:
         return None
-
-
-async def latest_point_ms(clients: Mapping[str, ShardClient], window_s: int) -> int | None:
-    """The newest point time on any answering shard within the window, or None."""
-    query = latest_point_query(window_s)
-    answers = await asyncio.gather(
-        *(c.query(query) for c in clients.values()), return_exceptions=True
-    )
-    latest: int | None = None
-    for answer in answers:
-        if isinstance(answer, BaseException):
-            continue
-        for series in answer[0]:
-            for row in series["values"]:
-                latest = row[0] if latest is None else max(latest, row[0])
-    return latest
 
 
 def _describe(problems: Counter[str]) -> str:

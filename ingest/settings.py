@@ -102,6 +102,11 @@ class IngestSettings(SettingsModel):
         60.0, flag="--interval", ge=1, le=MAX_INTERVAL_S, help="seconds between ticks"
     )
     once: bool = setting(False, flag="--once", help="backfill, write one tick, and exit")
+    ready_file: str | None = setting(
+        flag="--ready-file",
+        help="a file written once the backfill is written, before the first tick (what"
+        " `make run` waits for before it starts the router)",
+    )
 
     series: int = setting(
         500,

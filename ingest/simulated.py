@@ -219,11 +219,25 @@ class SimulatedMarket:
         self._spike_until = np.full(series, np.iinfo(np.int64).min, dtype=np.int64)
         self._spike_mult = np.ones(series)
         self._universe = pd.DataFrame({"exchange": self._exchange, "pair": self._pair})
+        self._shift = np.zeros(series)  # per-series log level set by resume()
+        self.series, self.seed, self.step_ms = series, seed, step_ms
 
     @property
     def universe(self) -> pd.DataFrame:
         """One row per series (columns exchange, pair), most popular first."""
         return self._universe.copy()
+
+    def resume(self, last: pd.DataFrame) -> None:
+        """Continue from stored prices (columns exchange, pair, price: each series' newest)
+        instead of the catalogue's start values: each series' level is shifted so that
+        its next tick moves from its stored price. A series without one (the market grew)
+        takes the mean shift of its pair's series that have one, so its exchanges agree."""
+        key = pd.MultiIndex.from_arrays([self._exchange, self._pair])
+        stored = last.groupby(["exchange", "pair"])["price"].last().reindex(key).to_numpy()
+        model = self._logp[self._base] - self._logp[self._quote] + self._offset
+        shift = pd.Series(np.log(stored.astype("float64")) - model, index=self._pair)
+        shift = shift.fillna(shift.groupby(level=0).transform("mean")).fillna(0.0)
+        self._shift = shift.to_numpy()
 
     def snapshot(self, time_ms: int) -> pd.DataFrame:
         """The next tick: one row per series, all stamped ``time_ms``."""
@@ -265,7 +279,8 @@ class SimulatedMarket:
         self._logp = logp[-1].copy()
 
         noise = self._noise.standard_normal((steps, n)) * self._noise_sd
-        price = np.exp(logp[:, self._base] - logp[:, self._quote] + self._offset + noise)
+        level = logp[:, self._base] - logp[:, self._quote] + self._offset + self._shift
+        price = np.exp(level + noise)
 
         waves = (times[:, None, None] % self._periods) / self._periods * (2 * math.pi)
         log_volume = self._log_volume + (self._amplitudes * np.sin(waves + self._phases)).sum(1)

@@ -305,12 +305,15 @@ class FakeShard:
         bucket = bucket_s * NS["s"]
         return [_aggregate(rows, aggregates, unit, 0, by_series=True, bucket_ns=bucket)]
 
-    def _latest(self, unit: int, window_s: int) -> Answer:
-        rows = self._select(since=window_s)
-        if rows.empty:
-            return [[]]
-        last = rows.iloc[-1]
-        return [[_series(["time", "last"], [[int(last["time"]) // unit, float(last["price"])]])]]
+    def _last_prices(self, unit: int, window_s: int) -> Answer:
+        rows = self._select(since=window_s).sort_values("time", kind="mergesort")
+        last = rows.groupby(TAGS).tail(1).sort_values(TAGS)
+        return [
+            [
+                _series(["time", "last"], [[int(t) // unit, float(p)]], exchange=e, pair=pair)
+                for t, p, e, pair in last[["time", "price", *TAGS]].itertuples(index=False)
+            ]
+        ]
 
     def _series_keys(
         self, unit: int, pair: str | None = None, exchange: str | None = None
@@ -324,14 +327,6 @@ class FakeShard:
             return [[]]
         return [[{"columns": ["key"], "values": [[k] for k in keys]}]]
 
-    def _census(self, unit: int) -> Answer:
-        count = len(self._points.drop_duplicates(TAGS))
-        pairs = sorted(self._points["pair"].unique())
-        return [
-            [_series(["count"], [[count]])] if count else [],
-            [_series(["key", "value"], [["pair", p] for p in pairs])] if pairs else [],
-        ]
-
 
 _ANSWERS: Mapping[str, Callable[..., Answer]] = {
     "prices_query": FakeShard._prices,
@@ -340,10 +335,10 @@ _ANSWERS: Mapping[str, Callable[..., Answer]] = {
     "moments_query": FakeShard._moments,
     "hour_counts_query": FakeShard._hour_counts,
     "buckets_query": FakeShard._buckets,
-    "latest_point_query": FakeShard._latest,
+    "last_prices_query": FakeShard._last_prices,
     "series_query": FakeShard._series_keys,
     "series_of_pair_query": FakeShard._series_keys,
-    "census_query": FakeShard._census,
+    "census_query": FakeShard._series_keys,
 }
 KINDS = frozenset(_ANSWERS)  # the statement kinds a FakeShard answers
 

@@ -174,9 +174,9 @@ def series_of_pair_query(pair: str, exchange: str | None = None) -> str:
 
 @_catalogued
 def census_query() -> str:
-    """Two results: the number of series, and every pair (``SHOW TAG VALUES`` rows)."""
-    cardinality = f"SHOW SERIES EXACT CARDINALITY FROM {_M}"
-    return f"{cardinality}; SHOW TAG VALUES FROM {_M} WITH KEY = {_PAIR}"
+    """Every series key, from which ``/shards`` counts series and pairs. Not ``SHOW TAG
+    VALUES``: InfluxDB 1.6 goes on listing a pair there after its series were dropped."""
+    return f"SHOW SERIES FROM {_M}"
 
 
 # The rank table.
@@ -205,9 +205,14 @@ def moments_query(span: TimeRange, by_hour: bool = False) -> str:
 
 
 @_catalogued
-def latest_point_query(window_s: int) -> str:
-    """The newest point within the last ``window_s`` seconds (its time is the row's)."""
-    return f"SELECT LAST({_PRICE}) FROM {_M}" + _where(f"time > now() - {_time(window_s, 's')}")
+def last_prices_query(window_s: int) -> str:
+    """The newest price of every series within the last ``window_s`` seconds (its time
+    is the row's): where a restarted simulated market picks up."""
+    return (
+        f"SELECT LAST({_PRICE}) FROM {_M}"
+        + _where(f"time > now() - {_time(window_s, 's')}")
+        + f" GROUP BY {_BY_SERIES}"
+    )
 
 
 @_catalogued
@@ -267,3 +272,11 @@ def pair_stats_query(pair: str, start_ns: int, end_ns: int) -> str:
 def delete_pair_range(pair: str, start_ns: int, end_ns: int) -> str:
     """Delete the pair's points in [start, end]."""
     return f"DELETE FROM {_M}" + _pair_range_ns(pair, start_ns, end_ns)
+
+
+@_catalogued
+def drop_pair_series(pair: str) -> str:
+    """Drop the pair's series, points and index entries (InfluxDB 1.x keeps a series
+    whose points were deleted in its index, where SHOW SERIES and SHOW TAG VALUES see it).
+    Sent only to a shard that holds no point of the pair any more."""
+    return f"DROP SERIES FROM {_M}" + _where(*_tags(pair=pair))

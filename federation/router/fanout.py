@@ -117,15 +117,16 @@ class Federation:
         return list(found.answers.values()), set(found.missing)
 
     async def _rank(
-        self, q: PairQuery
+        self, q: PairQuery, precomputed: bool = True
     ) -> tuple[tuple[int, int] | None, int | None, dict[str, str]]:
         """(rank, as-of time when precomputed, shards whose absence may change it and why)."""
-        if self.ranks is not None and not self.ranks.tried.is_set():
+        ranks = self.ranks if precomputed else None
+        if ranks is not None and not ranks.tried.is_set():
             # The first table is being built: sharing it beats a full scan per request.
             # If it fails, the rank is computed per request until a refresh succeeds.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.ranks.tried.wait(), self.deadline_s)
-        snapshot = await self.ranks.snapshot(q.duration) if self.ranks else None
+                await asyncio.wait_for(ranks.tried.wait(), self.deadline_s)
+        snapshot = await ranks.snapshot(q.duration) if ranks else None
         missing: dict[str, str]
         if snapshot is None:
             found = await self.gather(self._query(influxql.stddev_query(q.duration, q.exchange)))
@@ -141,8 +142,29 @@ class Federation:
             missing = {}  # every series still has a copy on a shard that answered
         return rank_of(table, q.pair), as_of, missing
 
+    async def _rank_refreshed(
+        self, q: PairQuery, asked_ms: int, deadline: float
+    ) -> tuple[tuple[int, int] | None, int | None, dict[str, str]]:
+        """The rank from a table as of ``asked_ms`` or later, for a pair with prices in
+        the window that the held table lacks (its points came after the table was built).
+        The refresh is shared with every request waiting; when it fails or does not end
+        before the deadline, the rank is computed for this request alone."""
+        assert self.ranks is not None
+        try:
+            await asyncio.wait_for(
+                self.ranks.refreshed_since(asked_ms), max(0.0, deadline - time.monotonic())
+            )
+        except Exception as exc:  # the periodic refresh logs its own failures
+            log.warning(
+                "rank refresh for %s failed (%s): ranking it alone", q.pair, exc or "timeout"
+            )
+            return await self._rank(q, precomputed=False)
+        return await self._rank(q)
+
     async def pair_answer(self, q: PairQuery) -> PairAnswer:
         """The ``GET /{pair}`` answer: rank now, prices streamed from every shard."""
+        deadline = time.monotonic() + self.deadline_s
+        asked_ms = self.ranks.clock.now_ms() if self.ranks else 0
         merged = MergedPrices(
             self.clients,
             influxql.prices_query(q.pair, q.duration, q.exchange),
@@ -154,6 +176,10 @@ class Federation:
             first, (rank, as_of, rank_missing) = await asyncio.gather(
                 anext(batches, None), self._rank(q)
             )
+            if first is not None and rank is None and as_of is not None:
+                # Prices in the window that the table lacks: never an answer without
+                # their rank; a table as of this request has them.
+                rank, as_of, rank_missing = await self._rank_refreshed(q, asked_ms, deadline)
             owners = self.shard_map.owners(q.pair)
             answer = PairAnswer(
                 q, rank, as_of, rank_missing, owners, merged, first, batches, self.metrics
@@ -214,9 +240,13 @@ class Federation:
 
         async def status(client: ShardClient) -> dict[str, Any]:
             ping = await client.ping()
-            answer = await client.query(influxql.census_query())
-            series = sum(s["values"][0][0] for s in answer[0]) if answer[0] else 0
-            pairs = [row[1] for s in answer[1] for row in s["values"]]
+            keys = [
+                row[0]
+                for s in (await client.query(influxql.census_query()))[0]
+                for row in s["values"]
+            ]
+            pairs = sorted({parse_series_key(key).get("pair", "") for key in keys} - {""})
+            series = len(keys)
             misplaced = [p for p in pairs if client.name not in self.shard_map.owners(p)]
             return {
                 "up": True,

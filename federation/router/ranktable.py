@@ -14,6 +14,11 @@ Other windows up to ``keep_hours`` are built from the same hours on demand; long
 fall back to one ``STDDEV`` query per shard. Either is cached until the next refresh,
 and concurrent requests for the same window share one computation. Every table says
 as of when it holds (``as_of``) and which shards it lacks.
+
+A request whose pair has prices in the window but no row in the table (its points were
+written after the table was built: a backfill, a spool replaying) asks for a refresh
+at once (:meth:`RankTable.refreshed_since`); one runs at a time, shared by every
+request waiting for it.
 """
 
 from __future__ import annotations
@@ -81,6 +86,9 @@ class RankTable:
         self._hours: dict[int, _Hour] = {}
         self.as_of: int | None = None
         self._cache: dict[int, asyncio.Future[RankSnapshot]] = {}
+        self._lock = asyncio.Lock()  # one refresh at a time: the loop's or a request's
+        self._asked: asyncio.Task[None] | None = None  # the refresh requests wait on
+        self._asked_at = 0  # epoch ms when it was asked for
         self.ready = asyncio.Event()  # set once the first refresh is done
         self.tried = asyncio.Event()  # set once the first refresh ended, done or failed
         self.clock = clock
@@ -102,7 +110,25 @@ class RankTable:
         return moments.from_series(a[0] for a in answers), missing
 
     async def refresh(self, now_ms: int | None = None) -> None:
-        """Bring the hours up to date and rebuild the default windows as of ``now_ms``."""
+        """Bring the hours up to date and rebuild the default windows as of ``now_ms``
+        (the time the refresh starts when None)."""
+        async with self._lock:
+            await self._refresh(now_ms)
+
+    async def refreshed_since(self, t_ms: int) -> None:
+        """Return once the table is as of ``t_ms`` or later: at once when it is, else
+        after a refresh asked for at ``t_ms`` or later. Every request waiting shares
+        the one refresh in flight; the caller bounds the wait."""
+        if self.as_of is not None and self.as_of >= t_ms:
+            return
+        if self._asked is None or self._asked.done() or self._asked_at < t_ms:
+            self._asked_at = self.clock.now_ms()
+            self._asked = asyncio.ensure_future(self.refresh())
+            # Retrieved here too, so a refresh every waiter gave up on logs no stray error.
+            self._asked.add_done_callback(lambda task: task.cancelled() or task.exception())
+        await asyncio.shield(self._asked)
+
+    async def _refresh(self, now_ms: int | None) -> None:
         started = time.perf_counter()
         t = int(now_ms if now_ms is not None else self.clock.now_ms())
         current = t // HOUR_MS * HOUR_MS

@@ -147,36 +147,56 @@ def child_commands(settings: StackSettings) -> dict[str, list[str]]:
     }
 
 
+def _spawn(
+    command: list[str], ready: Path | None, env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    if ready is not None:
+        command = [*command, "--ready-file", str(ready)]
+    return subprocess.Popen(command, env=dict(env), preexec_fn=die_with_parent)
+
+
 def stack(settings: StackSettings, env: Mapping[str, str]) -> int:
-    """Local shards, then the ingester and the router as child processes, each given
-    ``env`` (the environment the stack's settings were checked against)."""
+    """Local shards, then the ingester and, once its backfill is written, the router, as
+    child processes, each given ``env`` (the environment the stack's settings were
+    checked against)."""
     stop = _Stop()
     shard_map = load_shard_map(settings.config_path)
     commands = child_commands(settings)
     host, port = settings.router.host, settings.router.port
+    ready = Path(settings.data_dir) / "ingester.ready"
     with LocalCluster(shard_map, root=settings.data_dir, influxd=settings.influxd) as local:
-        children = {
-            name: subprocess.Popen(cmd, env=dict(env), preexec_fn=die_with_parent)
-            for name, cmd in commands.items()
-        }
-        log.info(
-            "router on http://%s:%d, try: curl %s:%d/btcusd; Ctrl-C stops everything",
-            host,
-            port,
-            host,
-            port,
-        )
+        ready.unlink(missing_ok=True)
+        children = {"ingester": _spawn(commands["ingester"], ready, env)}
+        log.info("local shards up; the router starts once the ingester's backfill is written")
         exit_code = 0
         config = Path(settings.config_path)
         seen = _mtime(config)
         try:
             while not stop.requested:
+                if "router" not in children and ready.exists():
+                    # Only now: the router's first answer then has the whole window.
+                    children["router"] = _spawn(commands["router"], None, env)
+                    log.info(
+                        "backfill written; router on http://%s:%d, try: curl %s:%d/btcusd;"
+                        " Ctrl-C stops everything",
+                        host,
+                        port,
+                        host,
+                        port,
+                    )
                 if _mtime(config) != seen:  # the router and ingester reload it too
                     seen = _mtime(config)
                     with contextlib.suppress(FederationError):  # they log what is wrong
-                        started = local.ensure(load_shard_map(config))
+                        started, stopped = local.ensure(load_shard_map(config))
                         if started:
                             log.info("started local shards %s for the new map", started)
+                        if stopped:
+                            log.info(
+                                "stopped local shards %s: they left the map (their data "
+                                "stays under %s)",
+                                stopped,
+                                settings.data_dir,
+                            )
                 for name, child in children.items():
                     if child.poll() is not None:
                         log.error("%s exited with %d: stopping the stack", name, child.returncode)

@@ -34,8 +34,10 @@ from federation.core.logs import setup_logging
 from federation.core.mapwatch import MapWatcher
 from federation.core.settings import add_flags, flags_given
 from federation.core.shardmap import ShardMap, load_shard_map
+from federation.core.timefmt import iso_time
 from federation.tools.settings import IngesterSettings
-from ingest.loop import Ingester, latest_point_ms
+from ingest.loop import Ingester
+from ingest.resume import backfill_resumed
 from ingest.settings import IngestSettings, TimeRange
 from ingest.simulated import SimulatedMarket
 from ingest.source import SimulatedSource, Source
@@ -215,14 +217,15 @@ async def tick(
     )
     if isinstance(source, SimulatedSource) and ingest.backfill is not None:
         start, end, relative = _backfill_range(ingest, ingester)
-        if relative:
-            latest = await latest_point_ms(writer.clients, (end - start) // 1000)
-            if latest is not None:
-                start = max(start, latest + 60_000)
-            start -= start % 60_000
-        if start < end:
+        if relative:  # from what the shards hold; prices go on from the stored ones
+            await backfill_resumed(ingester, source.market, writer.clients, start, end)
+        elif start < end:
             await ingester.backfill(source, start, end)
     await alerts.start()  # after the backfill, so the rebuilt windows include it
+    if ingest.ready_file:  # what `make run` waits for before it starts the router
+        await asyncio.to_thread(
+            Path(ingest.ready_file).write_text, f"backfill written at {iso_time(now_ms())}\n"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

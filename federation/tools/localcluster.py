@@ -117,9 +117,10 @@ class LocalCluster:
             self.stop()
             raise
 
-    def ensure(self, shard_map: ShardMap, timeout: float = 60.0) -> list[str]:
-        """Start the loopback shards of a new map that are not running yet; their names.
-        Shards that left the map keep running until stop: they may still hold data."""
+    def ensure(self, shard_map: ShardMap, timeout: float = 60.0) -> tuple[list[str], list[str]]:
+        """Run the loopback shards of a new map: start those not running yet, stop those
+        that left it (their files stay, so putting the entry back brings the data back).
+        The names started and stopped."""
         started = []
         for shard in shard_map.shards:
             if shard.is_loopback and shard.name not in self.shards:
@@ -128,8 +129,13 @@ class LocalCluster:
                 self._spawn(find_influxd(self.influxd), local)
                 self._wait_ready(local, timeout)
                 started.append(shard.name)
+        kept = {s.name for s in shard_map.shards}
+        stopped = [name for name in self.shards if name not in kept]
+        for name in stopped:
+            self.stop_shard(name)
+            del self.shards[name]
         self.shard_map = shard_map
-        return started
+        return started, stopped
 
     def start_shard(self, name: str, timeout: float = 60.0) -> None:
         local = self.shards[name]

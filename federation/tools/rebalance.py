@@ -12,8 +12,16 @@ No journal is needed: the shards themselves say what is left to do. A point is u
 by (series, time) in InfluxDB, so copying it again overwrites it with itself, and a
 delete follows a verified copy only. Killed anywhere and run again, the rebalance
 finds the pairs still misplaced and finishes them: nothing lost, nothing doubled.
-Points that reach the old shard after the verified range (an ingester still on the old
-map) stay there and are moved by the next run.
+Right before deleting, the source's counts and sums over the range are read again: a
+point that reached it after the copy was verified (a spool still draining into the old
+owner, a source whose times lag) makes the round copy again instead of being deleted
+with the range. Rounds go on until the source holds no point of the pair; then its
+series are dropped there too, since InfluxDB 1.x keeps series whose points were deleted
+in its index (where ``/shards``, ``/pairs`` and the router's 404 look). The residue: a
+point written in the instant between that last read and the DELETE (or between the
+source found empty and the DROP) is still lost; the window is one round trip, not the
+length of the copy. Points that keep arriving after a few rounds (an ingester still on
+the old map) stay there and are moved by the next run.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import pandas as pd
 
 from federation.core import influxql
 from federation.core.errors import FederationError
-from federation.core.influx import ShardClient
+from federation.core.influx import ShardClient, parse_series_key
 from federation.core.lineproto import batches, to_lines
 from federation.core.shardmap import ShardMap
 
@@ -86,6 +94,14 @@ class Rebalancer:
             for series in answer[0]:
                 pair = series["tags"]["pair"]
                 held.setdefault(pair, {}).setdefault(name, []).append(int(series["values"][0][1]))
+        # A pair only in a non-owner's index (its points deleted by a run killed before
+        # it dropped the series) is a move of no point: its series are dropped there.
+        census = influxql.census_query()
+        indexes = await asyncio.gather(*(c.query(census) for c in self.clients.values()))
+        for name, answer in zip(self.clients, indexes, strict=True):
+            for key in (row[0] for s in answer[0] for row in s["values"]):
+                if "pair" in (tags := parse_series_key(key)):
+                    held.setdefault(tags["pair"], {}).setdefault(name, [])
         moves = []
         for pair, holders in sorted(held.items()):
             owners = self.shard_map.owners(pair)
@@ -97,11 +113,10 @@ class Rebalancer:
             if any(name not in owners for name in holders):
                 continue  # the moves above copy to every owner
             best = max(owners, key=lambda o: sum(holders.get(o, [])))
-            lacking = tuple(o for o in owners if sum(holders.get(o, [])) < sum(holders[best]))
+            counts = holders.get(best, [])
+            lacking = tuple(o for o in owners if sum(holders.get(o, [])) < sum(counts))
             if lacking:
-                moves.append(
-                    Move(pair, best, lacking, len(holders[best]), sum(holders[best]), delete=False)
-                )
+                moves.append(Move(pair, best, lacking, len(counts), sum(counts), delete=False))
         return moves
 
     async def check_fields(self) -> None:
@@ -117,48 +132,97 @@ class Rebalancer:
                 )
 
     async def run(
-        self, moves: Iterable[Move], progress: Callable[[Move], None] | None = None
+        self,
+        moves: Iterable[Move],
+        progress: Callable[[Move], None] | None = None,
+        passes: int = 3,
     ) -> Report:
+        """Make the moves, then plan again and move what reached a non-owner meanwhile
+        (a spool draining into an old owner after its pair was moved), up to ``passes``."""
         await self.check_fields()
         report = Report()
-        for move in moves:
-            try:
-                await self.move(move)
-            except FederationError as exc:
-                log.error("%s on %s not moved: %s", move.pair, move.source, exc)
-                report.failed[f"{move.pair}@{move.source}"] = str(exc)
-            else:
-                report.moved.append(move)
-            if progress is not None:
-                progress(move)
+        for _ in range(passes):
+            for move in moves:
+                where = f"{move.pair}@{move.source}"
+                try:
+                    await self.move(move)
+                except FederationError as exc:
+                    log.error("%s on %s not moved: %s", move.pair, move.source, exc)
+                    report.failed[where] = str(exc)
+                else:
+                    report.moved.append(move)
+                    report.failed.pop(where, None)
+                if progress is not None:
+                    progress(move)
+            moves = [m for m in await self.plan() if m.delete]
+            if not moves:
+                break
         return report
 
-    async def move(self, move: Move, attempts: int = 3) -> None:
+    async def move(self, move: Move, attempts: int = 3, rounds: int = 5) -> None:
+        """Copy, verify, and (for a misplaced pair) delete what was verified, in rounds
+        until the source holds no point of the pair; then drop its series there, so the
+        source's index forgets the pair. A round whose copies do not match is tried
+        again, up to ``attempts`` times; points that keep arriving at the source after
+        ``rounds`` rounds stay there for the next run."""
         source = self.clients[move.source]
         targets = [self.clients[t] for t in move.targets]
-        for _ in range(attempts):
+        failures = 0
+        for _ in range(rounds):
             bounds = await self._bounds(source, move.pair)
             if bounds is None:
-                return  # nothing left on the source (a previous run finished it)
+                break  # nothing (left) on the source
             start, end = bounds
-            for window in range(start, end + 1, self.window_ns):
-                frame = await self._read(
-                    source, move.pair, window, min(window + self.window_ns - 1, end)
+            expected = await self._copy(source, targets, move, start, end)
+            if expected is None:
+                failures += 1
+                if failures == attempts:
+                    raise FederationError(
+                        f"the copies never matched the source after {attempts} tries"
+                    )
+                log.warning(
+                    "%s: copy of %s does not match yet; copying again", move.source, move.pair
                 )
-                body = batches(to_lines(frame), 5000)
-                await asyncio.gather(*(self._write(t, body) for t in targets))
-                self._checkpoint("window", move)
-            self._checkpoint("copied", move)
-            expected = await self._stats(source, move.pair, start, end)
-            copies = [await self._stats(t, move.pair, start, end) for t in targets]
-            if all(_same(expected, copy) for copy in copies):
-                self._checkpoint("verified", move)
-                if move.delete:
-                    await source.execute(influxql.delete_pair_range(move.pair, start, end))
-                    self._checkpoint("deleted", move)
+                continue
+            self._checkpoint("verified", move)
+            if not move.delete:
                 return
-            log.warning("%s: copy of %s does not match yet; copying again", move.source, move.pair)
-        raise FederationError(f"the copies never matched the source after {attempts} tries")
+            # A point that reached the source since the verification (a spool still
+            # draining into the old owner, a lagging source) is in the range the DELETE
+            # removes: read the source again first, and copy again when it moved.
+            if not _same(expected, await self._stats(source, move.pair, start, end)):
+                log.info("%s: %s got points during the copy; copying again", move.source, move.pair)
+                continue
+            await source.execute(influxql.delete_pair_range(move.pair, start, end))
+            self._checkpoint("deleted", move)
+        else:
+            log.warning(
+                "%s: points of %s kept arriving during %d rounds; the next run moves them",
+                move.source,
+                move.pair,
+                rounds,
+            )
+            return
+        if move.delete:
+            await source.execute(influxql.drop_pair_series(move.pair))
+            self._checkpoint("dropped", move)
+
+    async def _copy(
+        self, source: ShardClient, targets: list[ShardClient], move: Move, start: int, end: int
+    ) -> dict[str, tuple[float, ...]] | None:
+        """Copy [start, end] to every target: the source's per-series stats over the
+        range when every copy matches them, else None."""
+        for window in range(start, end + 1, self.window_ns):
+            frame = await self._read(
+                source, move.pair, window, min(window + self.window_ns - 1, end)
+            )
+            body = batches(to_lines(frame), 5000)
+            await asyncio.gather(*(self._write(t, body) for t in targets))
+            self._checkpoint("window", move)
+        self._checkpoint("copied", move)
+        expected = await self._stats(source, move.pair, start, end)
+        copies = [await self._stats(t, move.pair, start, end) for t in targets]
+        return expected if all(_same(expected, copy) for copy in copies) else None
 
     async def _bounds(self, client: ShardClient, pair: str) -> tuple[int, int] | None:
         answer = await client.query(influxql.pair_bounds_query(pair), epoch="ns")

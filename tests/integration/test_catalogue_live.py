@@ -50,7 +50,7 @@ EXAMPLES = {
     ),
     "series_query": Example(lambda t0: influxql.series_query(), [["key"]]),
     "series_of_pair_query": Example(lambda t0: influxql.series_of_pair_query("btcusd"), [["key"]]),
-    "census_query": Example(lambda t0: influxql.census_query(), [["count"], ["key", "value"]]),
+    "census_query": Example(lambda t0: influxql.census_query(), [["key"]]),
     "hour_counts_query": Example(
         lambda t0: influxql.hour_counts_query(_span(t0)), [["time", "count"]]
     ),
@@ -61,7 +61,7 @@ EXAMPLES = {
         lambda t0: influxql.moments_query(_span(t0), by_hour=True),
         [["time", "count", "mean", "stddev"]],
     ),
-    "latest_point_query": Example(lambda t0: influxql.latest_point_query(3600), [["time", "last"]]),
+    "last_prices_query": Example(lambda t0: influxql.last_prices_query(3600), [["time", "last"]]),
     "buckets_query": Example(
         lambda t0: influxql.buckets_query(t0 - 600_000, t0 + 600_000, 60),
         [["time", "price_sum", "price_count", "volume_sum", "volume_count"]],
@@ -84,6 +84,7 @@ EXAMPLES = {
     "delete_pair_range": Example(
         lambda t0: influxql.delete_pair_range("btcusd", t0 * MS, (t0 + 60_000) * MS), [None], True
     ),
+    "drop_pair_series": Example(lambda t0: influxql.drop_pair_series("btcusd"), [None], True),
 }
 
 
@@ -142,3 +143,13 @@ async def test_fake_shard_answers_in_the_shape_of_influxd(
     statement, answer, t0 = await run_on_influxd(cluster, http, example)
     fake = FakeShard("fake", now_ms=now_ms()).seed(points(t0))
     assert shape(await fake.query(statement)) == shape(answer)
+
+
+async def test_drop_pair_series_leaves_only_the_other_pairs_in_the_index(
+    cluster: LocalCluster, http: httpx.AsyncClient
+) -> None:
+    client = next(iter((await clients_for(shard_map_for(cluster), http)).values()))
+    await client.write(batches(to_lines(points(now_ms() // 60_000 * 60_000)), 100)[0])
+    await client.execute(influxql.drop_pair_series("btcusd"))
+    answer = await client.query(influxql.census_query())
+    assert [row[0] for row in answer[0][0]["values"]] == ["price,exchange=ex-a,pair=ethusd"]

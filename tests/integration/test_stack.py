@@ -1,5 +1,6 @@
-"""`make run`'s command end to end: shards, ingester and router as processes, a shard
-added by editing the file, and Ctrl-C leaving no influxd behind."""
+"""`make run`'s command end to end: shards, ingester and router as processes, the first
+answer with the whole backfilled window and the rank computed from the raw points, a
+shard added and removed by editing the file, and Ctrl-C leaving no influxd behind."""
 
 from __future__ import annotations
 
@@ -12,15 +13,20 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import pandas as pd
 import psutil
 import pytest
 
+from federation.core.shardmap import load_shard_map
 from federation.tools.localcluster import free_port
+from tests.integration.conftest import own_statement
 
 pytestmark = pytest.mark.integration
 
 
-def test_stack_serves_btcusd_then_stops_cleanly(tmp_path: Path) -> None:
+def test_stack_first_answer_has_the_whole_window_and_its_rank_then_follows_the_map(
+    tmp_path: Path,
+) -> None:
     config = tmp_path / "shards.yaml"
     config.write_text(
         "shards:\n"
@@ -28,28 +34,73 @@ def test_stack_serves_btcusd_then_stops_cleanly(tmp_path: Path) -> None:
             f"  - {{name: shard-{c}, url: 'http://127.0.0.1:{free_port()}'}}\n" for c in "abc"
         )
     )
+    base = config.read_text()
     port = free_port()
     with (tmp_path / "stack.log").open("wb") as log_file:  # the child keeps its own copy
         stack = start_stack(config, port, tmp_path, log_file)
     try:
-        body = wait_for_prices(f"http://127.0.0.1:{port}/btcusd", timeout=120)
+        wait_for_health(f"http://127.0.0.1:{port}/health", timeout=120)
+        body = httpx.get(f"http://127.0.0.1:{port}/btcusd", timeout=30).json()
+        expected_rank, window_points = rank_from_raw_points(config, "btcusd", body["rank_as_of"])
         with config.open("a") as file:
             file.write(f"  - {{name: shard-d, url: 'http://127.0.0.1:{free_port()}'}}\n")
         shards = wait_for_shards(f"http://127.0.0.1:{port}/shards", 4, timeout=60)
         # The router and the ingester each check the file on their own: wait for both.
         reloads = wait_for_log(tmp_path / "stack.log", f"-> {shards['map_version']}", 2, 30)
-        influxds = [
-            p for p in psutil.Process(stack.pid).children(recursive=True) if p.name() == "influxd"
-        ]
-        assert len(influxds) == 4
+        influxds = influxd_children(stack)
+        config.write_text(base)  # shard-d leaves the map: its influxd stops, its data stays
+        stopped = wait_for_log(tmp_path / "stack.log", "stopped local shards ['shard-d']", 1, 30)
+        left = influxd_children(stack)
     finally:
         stack.send_signal(signal.SIGINT)
         assert stack.wait(60) == 0
-    assert body["rank"].split("/")[1] == "200"
-    assert len(body["prices"]) > 1000
+    assert body["rank"] == expected_rank
+    assert len(body["prices"]) >= 0.99 * window_points
     assert all(s["up"] for s in shards["shards"])
-    assert reloads == 2
+    assert (reloads, len(influxds), stopped, len(left)) == (2, 4, 1, 3)
+    assert (tmp_path / "data" / "shard-d").is_dir()
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in influxds)
+
+
+def influxd_children(stack: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    children = psutil.Process(stack.pid).children(recursive=True)
+    return [p for p in children if p.name() == "influxd"]
+
+
+def rank_from_raw_points(config: Path, pair: str, as_of: str) -> tuple[str, int]:
+    """The pair's rank computed with pandas from every shard's raw points in the window
+    (as_of - 24 h, as_of], and how many points of the pair the window holds."""
+    shard_map = load_shard_map(config)
+    end = int(pd.Timestamp(as_of).value // 1_000_000)
+    statement = own_statement(
+        'SELECT "price", "exchange", "pair" FROM "price" '
+        f"WHERE time > {end - 86_400_000}ms AND time <= {end}ms"
+    )
+    frames = []
+    for shard in shard_map.shards:
+        params = {"db": shard_map.database, "q": statement.text}
+        result = httpx.get(f"{shard.url}/query", params=params, timeout=60).json()["results"][0]
+        for series in result.get("series", []):
+            frames.append(pd.DataFrame(series["values"], columns=series["columns"]))
+    points = pd.concat(frames, ignore_index=True)
+    spread = points.groupby(["exchange", "pair"])["price"].std(ddof=1).rename("std").reset_index()
+    ranked = spread.sort_values(
+        ["std", "exchange", "pair"], ascending=[False, True, True], na_position="last"
+    ).reset_index(drop=True)
+    first = int(ranked.index[ranked["pair"] == pair][0])
+    return f"{first + 1}/{len(ranked)}", int((points["pair"] == pair).sum())
+
+
+def wait_for_health(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
 
 
 def start_stack(
@@ -91,17 +142,3 @@ def wait_for_shards(url: str, count: int, timeout: float) -> dict[str, list[dict
             return body  # type: ignore[no-any-return]
         time.sleep(0.5)
     raise AssertionError(f"{url} never showed {count} shards up within {timeout}s")
-
-
-def wait_for_prices(url: str, timeout: float) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(url, timeout=10)
-            body = response.json()
-            if response.status_code == 200 and body["rank"] and len(body["prices"]) > 1000:
-                return body  # type: ignore[no-any-return]
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(1)
-    raise AssertionError(f"{url} gave no 24 h of prices within {timeout}s")

@@ -8,7 +8,7 @@ import pytest
 
 from federation.core.errors import QueryError, ShardError, ShardRejected, ShardUnavailable
 from federation.core.influx import InfluxClient, parse_series_key
-from federation.core.influxql import census_query, create_database, series_query
+from federation.core.influxql import create_database, pair_bounds_query, series_query
 from federation.core.shardmap import Shard
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -77,7 +77,9 @@ async def test_query_returns_series_per_statement() -> None:
             {"statement_id": 1},
         ]
     }
-    answer = await client_for(lambda r: httpx.Response(200, json=body)).query(census_query())
+    answer = await client_for(lambda r: httpx.Response(200, json=body)).query(
+        pair_bounds_query("btcusd")
+    )
     assert answer == [[{"columns": ["a"], "values": [[1]]}], []]
 
 

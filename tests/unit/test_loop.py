@@ -11,7 +11,8 @@ import pytest
 
 from federation.tools.ingester import parse_settings
 from ingest.errors import SourceError
-from ingest.loop import Ingester, latest_point_ms
+from ingest.loop import Ingester
+from ingest.resume import last_prices
 from ingest.simulated import MAX_SERIES, SimulatedMarket
 from ingest.source import Snapshot, validate
 from ingest.writer import ShardWriter
@@ -360,9 +361,13 @@ def test_cli_help_lists_every_source(capsys: pytest.CaptureFixture[str]) -> None
         assert name in out
 
 
-async def test_latest_point_is_the_newest_on_any_shard_that_answers() -> None:
+async def test_last_prices_are_each_series_newest_on_any_shard_that_answers() -> None:
     shards = {name: FakeShard(name, now_ms=T0) for name in ("a", "b", "c")}
     for name, age_ms in (("a", 60_000), ("b", 1_000), ("c", 0)):
-        shards[name].seed(rows(time=[T0 - age_ms, T0 - 2 * age_ms]))
+        shards[name].seed(rows(time=[T0 - 2 * age_ms, T0 - age_ms]))
     shards["c"].down = True
-    assert await latest_point_ms(shards, 3600) == T0 - 1_000
+    last = await last_prices(shards, 3600)
+    assert dict(zip(last.exchange, last.time, strict=True)) == {
+        "kraken": T0 - 2_000,
+        "bitstamp": T0 - 1_000,
+    }

@@ -4,6 +4,7 @@ in tests/integration."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from federation.core.clock import now_ms
 from federation.core.shardmap import Shard, ShardMap
 from federation.router.app import create_app
 from federation.router.settings import RouterSettings
@@ -198,4 +200,70 @@ async def test_pair_after_a_failed_first_rank_build_ranks_per_request() -> None:
     async with served(app) as client:
         body = (await client.get("/btcusd")).json()
     assert body["rank"] == "1/3"
+    assert "rank_as_of" not in body
+
+
+def spread_shards(now: int) -> dict[str, FakeShard]:
+    """ethusd on each shard's own exchange, two points a minute apart, spreads 1, 2, 3."""
+    return {
+        shard.name: FakeShard(shard, now_ms=now).seed(
+            pd.DataFrame(
+                {
+                    "time": [now - 120_000, now - 60_000],
+                    "exchange": shard.name,
+                    "pair": "ethusd",
+                    "price": [100.0, 101.0 + i],
+                }
+            )
+        )
+        for i, shard in enumerate(SHARDS)
+    }
+
+
+def backfill_btcusd(fake: FakeShard, now: int) -> None:
+    """Points written after the first rank table was built, spread wider than any ethusd."""
+    fake.seed(
+        pd.DataFrame(
+            {"time": [now - 120_000, now - 60_000], "exchange": "kraken", "pair": "btcusd"}
+        ).assign(price=[100.0, 110.0])
+    )
+
+
+async def test_pair_missing_from_the_rank_table_is_ranked_after_a_refresh_at_once() -> None:
+    now = now_ms()
+    fakes = spread_shards(now)
+    app = create_app(ShardMap(SHARDS), RouterSettings(rank_refresh_s=60), connect_to(fakes))
+    async with served(app) as client:
+        before = (await client.get("/ethusd")).json()  # the first table: no btcusd yet
+        backfill_btcusd(fakes["shard-a"], now)
+        body = (await client.get("/btcusd")).json()
+    assert (before["rank"], body["rank"]) == ("1/3", "1/4")
+    assert body["rank_as_of"] > before["rank_as_of"]
+
+
+async def test_pair_missing_from_the_rank_table_shares_one_refresh_between_requests() -> None:
+    now = now_ms()
+    fakes = spread_shards(now)
+    app = create_app(ShardMap(SHARDS), RouterSettings(rank_refresh_s=60), connect_to(fakes))
+    async with served(app) as client:
+        await client.get("/ethusd")
+        backfill_btcusd(fakes["shard-a"], now)
+        counted = len([s for s in fakes["shard-b"].statements if s.kind == "hour_counts_query"])
+        bodies = await asyncio.gather(*(client.get("/btcusd") for _ in range(5)))
+    refreshes = [s for s in fakes["shard-b"].statements if s.kind == "hour_counts_query"]
+    assert {b.json()["rank"] for b in bodies} == {"1/4"}
+    assert len(refreshes) - counted == 1
+
+
+async def test_pair_missing_from_the_rank_table_when_the_refresh_fails_ranks_per_request() -> None:
+    now = now_ms()
+    fakes = spread_shards(now)
+    app = create_app(ShardMap(SHARDS), RouterSettings(rank_refresh_s=60), connect_to(fakes))
+    async with served(app) as client:
+        await client.get("/ethusd")
+        backfill_btcusd(fakes["shard-a"], now)
+        for fake in fakes.values():
+            fake.failing_kinds["hour_counts_query"] = RuntimeError("a failure nobody foresaw")
+        body = (await client.get("/btcusd")).json()
+    assert body["rank"] == "1/4"
     assert "rank_as_of" not in body

@@ -214,3 +214,25 @@ def test_history_price_jumps_rare_but_present(day: pd.DataFrame) -> None:
     price = day.pivot(index="time", columns=["exchange", "pair"], values="price").to_numpy()
     returns = np.diff(np.log(price), axis=0)
     assert 0 < (np.abs(returns) > 0.015).sum() < 0.001 * returns.size
+
+
+def test_market_resumed_continues_from_the_stored_prices() -> None:
+    before = SimulatedMarket(series=200, seed=4)
+    last = list(before.history(0, 24 * 3_600_000))[-1].tail(200)
+    after = SimulatedMarket(series=200, seed=4)
+    after.resume(last)
+    moved = np.log(after.snapshot(24 * 3_600_000)["price"].to_numpy() / last["price"].to_numpy())
+    assert np.abs(moved).max() < 0.02  # one minute's move, not a day's
+
+
+def test_market_resumed_grown_prices_new_series_like_their_pair() -> None:
+    last = list(SimulatedMarket(series=200, seed=4).history(0, 24 * 3_600_000))[-1].tail(200)
+    grown = SimulatedMarket(series=400, seed=4)
+    grown.resume(last)
+    tick = grown.snapshot(24 * 3_600_000)
+    new = tick.iloc[200:]
+    old_mean = last.groupby("pair")["price"].mean()
+    shared = new[new.pair.isin(old_mean.index)]
+    assert len(shared) > 0
+    ratio = shared["price"].to_numpy() / old_mean[shared.pair].to_numpy()
+    assert np.abs(np.log(ratio)).max() < 0.05
