@@ -33,7 +33,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -63,15 +63,28 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def private_dir(directory: Path) -> None:
+    """``directory`` (made if missing) readable by its owner only: batches hold every
+    price and volume written, and only the ingester and the router read them."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+
+
+def _private_file(path: Path, *, append: bool) -> BinaryIO:
+    """``path`` opened for writing, created readable by its owner only."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), "ab" if append else "wb")
+
+
 def _write_durably(path: Path, data: bytes, *, append: bool = False) -> None:
     if append:
-        with path.open("ab") as f:
+        with _private_file(path, append=True) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         return
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
+    with _private_file(tmp, append=False) as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -105,7 +118,7 @@ class ShardQueue:
         self._open()
 
     def _open(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         found: list[Entry] = []
         for path in self.directory.iterdir():
             if path.name.endswith(".tmp"):
@@ -282,7 +295,8 @@ class ShardQueue:
             return
         path = self.directory / STATUS
         tmp = path.with_name(STATUS + ".tmp")
-        tmp.write_bytes(orjson.dumps(status, option=orjson.OPT_INDENT_2))
+        with _private_file(tmp, append=False) as f:
+            f.write(orjson.dumps(status, option=orjson.OPT_INDENT_2))
         tmp.replace(path)
         self._written_figures, self._written_at = figures, now
 
@@ -303,7 +317,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self.queues: dict[str, ShardQueue] = {}
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
 
     def queue(self, shard: str) -> ShardQueue:
         if shard not in self.queues:

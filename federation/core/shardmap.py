@@ -114,6 +114,14 @@ class _ShardEntry(BaseModel):
             url = httpx.URL(value)
         except httpx.InvalidURL as exc:
             raise ValueError(f"{value!r} is not a URL ({exc})") from None
+        if url.userinfo:
+            # Not quoted: the value holds a secret, and errors are logged and shown.
+            raise ValueError(
+                "the URL carries credentials (user:password@), which shards.yaml must not"
+                " hold (/shards shows every URL); fix: remove them and set"
+                " INFLUX_USERNAME_<SHARD> and INFLUX_PASSWORD_<SHARD> (or INFLUX_TOKEN_<SHARD>)"
+                " in the environment"
+            )
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"{value!r} is not an http(s) URL; fix: write http://host:port")
         if url.query or url.fragment:

@@ -162,7 +162,8 @@ async def test_name_rebound_to_a_private_address_is_refused_at_delivery(
         sub, outbox = await attempt(store, url, http, guard)
     (event,) = await store.events_of(sub.id)
     assert (event.state, event.attempts, outbox.failed_attempts) == ("pending", 1, 1)
-    assert "127.0.0.1 is a private" in (event.last_error or "")
+    assert "is not an allowed target" in (event.last_error or "")
+    assert "127.0.0.1" not in (event.last_error or "")
     assert receiver.log == []
 
 
