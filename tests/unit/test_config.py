@@ -139,3 +139,11 @@ def test_credentials_in_a_shard_url_are_refused_with_the_fix_unquoted(url: str) 
         parse_shard_map(with_changes(shards=[{"name": "a", "url": url}]))
     assert "s3cret-pw" not in str(e.value)
     assert "admin" not in str(e.value)
+
+
+def test_malformed_url_with_credentials_is_told_without_them() -> None:
+    with pytest.raises(ConfigError, match=r"'http://…@h:port' is not a URL") as e:
+        parse_shard_map(
+            with_changes(shards=[{"name": "a", "url": "http://admin:s3cret-pw@h:port"}])
+        )
+    assert "s3cret-pw" not in str(e.value)
