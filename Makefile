@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 install: system $(STAMP)
 
-# Cheap when all is there; installs python3-venv and influxdb on Debian when not.
+# Cheap when all is there; installs python3-venv, influxdb and postgresql on Debian when not.
 system:
 	@bash scripts/ensure-system.sh
 

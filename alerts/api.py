@@ -2,13 +2,20 @@
 
 POST   /alerts              subscribe: a webhook URL or an email address, optional pair,
                             exchange, metric (price|volume), factor (default 3), window (1h)
-GET    /alerts              every subscription
+GET    /alerts              the caller's subscriptions (an admin's: every one)
 GET    /alerts/{id}         one subscription
 DELETE /alerts/{id}         unsubscribe (its pending alerts are dropped)
 GET    /alerts/{id}/events  its most recent alerts and their delivery state
 
+Every request acts for a principal the router's key middleware put in
+``request.state.principal`` (:mod:`federation.router.auth`). A subscription belongs to
+the key name that made it: another key gets 404 for it, as for an id that does not
+exist, so its existence is not confirmed; admins see and delete all.
+
 Bad input is a 400 naming the field (:class:`~federation.core.errors.BadParameter`), an
-unknown id a 404, both rendered by the router's one error handler.
+unknown id a 404, a subscription limit a 409 naming its setting
+(:class:`~federation.core.errors.LimitReached`), all rendered by the router's one error
+handler.
 """
 
 from __future__ import annotations
@@ -28,14 +35,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from alerts.errors import TargetRefused
+from alerts.errors import TargetRefused, TooManySubscriptions
 from alerts.netguard import NetworkGuard
 from alerts.settings import AlertSettings
 from alerts.store import AlertStore
-from alerts.types import NewSubscription, Subscription
+from alerts.types import NewSubscription, Subscription, window_text
+from federation.core.apikeys import Principal
 from federation.core.clock import now_ms
 from federation.core.durations import Duration
-from federation.core.errors import BadParameter, NotFound
+from federation.core.errors import BadParameter, LimitReached, NotFound
 from federation.core.inputs import parse_id, reject_unknown
 
 MAX_BODY = 16_384
@@ -53,13 +61,14 @@ class AlertsContext:
 
     store: AlertStore
     guard: NetworkGuard
+    settings: AlertSettings
 
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: AlertSettings) -> AsyncIterator[AlertsContext]:
         store = AlertStore(settings.db_url)  # connects on first use
         try:
-            yield cls(store, NetworkGuard(settings.allow_networks))
+            yield cls(store, NetworkGuard(settings.allow_networks), settings)
         finally:
             await store.close()
 
@@ -119,7 +128,8 @@ async def parse_webhook(value: str, guard: NetworkGuard) -> str:
             parameter="webhook",
         )
     try:
-        await guard.resolve(url.host, url.port or (443 if url.scheme == "https" else 80))
+        host = url.raw_host.decode("ascii")  # punycode for an internationalised name
+        await guard.resolve(host, url.port or (443 if url.scheme == "https" else 80))
     except TargetRefused as exc:
         raise BadParameter(f"webhook refused: {exc}", parameter="webhook") from None
     return str(url)
@@ -154,15 +164,46 @@ async def parse_subscription(raw: bytes, guard: NetworkGuard) -> NewSubscription
     )
 
 
+def within_limits(new: NewSubscription, settings: AlertSettings) -> NewSubscription:
+    """The subscription if its window is one the ingester follows and its factor is at
+    least the minimum (a factor near 1 would alert on almost every point)."""
+    if new.window_s not in settings.windows:
+        allowed = ", ".join(window_text(w) for w in settings.windows)
+        raise BadParameter(
+            f"window {window_text(new.window_s)} is not one of the allowed windows"
+            f" ({allowed}; ALERTS_WINDOWS)",
+            parameter="window",
+            limit="ALERTS_WINDOWS",
+        )
+    if new.factor < settings.min_factor:
+        raise BadParameter(
+            f"factor {new.factor:g} is below the minimum of {settings.min_factor:g}"
+            " (ALERTS_MIN_FACTOR)",
+            parameter="factor",
+            limit="ALERTS_MIN_FACTOR",
+        )
+    return new
+
+
+_LIMIT_SETTINGS = {"per_key": "ALERTS_MAX_PER_KEY", "total": "ALERTS_MAX_SUBSCRIPTIONS"}
+
+
 def _context(request: Request) -> AlertsContext:
     context: AlertsContext = request.app.state.alerts
     return context
 
 
+def _principal(request: Request) -> Principal:
+    principal: Principal = request.state.principal
+    return principal
+
+
 async def _subscription(request: Request) -> Subscription:
+    """The subscription of the path, if the caller may see it (else 404, as for an id
+    that does not exist)."""
     sub_id = request.path_params["id"]
     sub = await _context(request).store.get_subscription(sub_id) if _ID_RE.match(sub_id) else None
-    if sub is None:
+    if sub is None or not _principal(request).owns(sub.owner):
         raise NotFound(f"no alert subscription {sub_id!r}", parameter="id")
     return sub
 
@@ -183,11 +224,28 @@ async def create(request: Request) -> Response:
           The subscription, with the secret that signs its webhook calls (shown only here).
       400:
         description: A field is malformed, or the webhook address is refused; the body names it.
+      409:
+        description: A subscription limit is reached; the body names its setting.
     """
     reject_unknown(request.query_params, ())
-    context = _context(request)
-    new = await parse_subscription(await request.body(), context.guard)
-    sub = await context.store.create_subscription(new, now_ms())
+    context, settings = _context(request), _context(request).settings
+    new = within_limits(await parse_subscription(await request.body(), context.guard), settings)
+    try:
+        sub = await context.store.create_subscription(
+            new,
+            now_ms(),
+            _principal(request).name,
+            max_per_owner=settings.max_per_key,
+            max_total=settings.max_subscriptions,
+        )
+    except TooManySubscriptions as exc:
+        setting_name = _LIMIT_SETTINGS[exc.which]
+        raise LimitReached(
+            f"{'this key holds' if exc.which == 'per_key' else 'the service holds'} the most"
+            f" subscriptions allowed ({exc.limit}, {setting_name}); delete one first",
+            limit=setting_name,
+            max=exc.limit,
+        ) from None
     return _json(sub.public(with_secret=True), 201, headers={"Location": f"/alerts/{sub.id}"})
 
 
@@ -195,10 +253,14 @@ async def list_all(request: Request) -> Response:
     """
     responses:
       200:
-        description: Every alert subscription (secrets are not shown).
+        description: >
+          The caller's subscriptions, or every one for an admin (secrets are not shown).
     """
     reject_unknown(request.query_params, ())
-    subs = await _context(request).store.list_subscriptions()
+    principal = _principal(request)
+    subs = await _context(request).store.list_subscriptions(
+        None if principal.admin else principal.name
+    )
     return _json({"subscriptions": [s.public() for s in subs]})
 
 

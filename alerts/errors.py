@@ -21,3 +21,12 @@ class DeliveryFailed(AlertsError):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class TooManySubscriptions(AlertsError):
+    """A subscription limit was reached: ``which`` is ``per_key`` or ``total``."""
+
+    def __init__(self, which: str, limit: int) -> None:
+        super().__init__(f"the {which} subscription limit ({limit}) is reached")
+        self.which = which
+        self.limit = limit

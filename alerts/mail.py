@@ -1,5 +1,9 @@
 """One email delivery through the configured SMTP server (aiosmtplib).
 
+Credentials go only over TLS: with ``ALERTS_SMTP_USERNAME`` set, STARTTLS is required
+(a server that does not offer it fails the attempt before any login) unless the
+connection is TLS from the start (``ALERTS_SMTP_TLS``).
+
 The message carries the alert in words and as JSON, and the event id twice: in
 ``X-Alert-Event-Id`` and in a ``Message-ID`` derived from it, so a retried alert is
 the same message to mail software that de-duplicates.
@@ -33,7 +37,13 @@ def message(alert: AlertPayload, sender: str, recipient: str) -> EmailMessage:
         f"{alert['metric']} of {alert['pair']} on {alert['exchange']} was {alert['value']:g} "
         f"at {alert['time']}, {alert['ratio']:.2f} times its mean of {alert['mean']:g} over "
         f"the last {alert['window']} (your threshold: {alert['factor']:g}x).\n\n"
-        f"{json.dumps(alert, indent=2)}\n"
+        + (
+            f"{alert['suppressed']} more alerts of this subscription in the same minute"
+            " were folded into this one (the per-minute limit).\n\n"
+            if "suppressed" in alert
+            else ""
+        )
+        + f"{json.dumps(alert, indent=2)}\n"
     )
     return msg
 
@@ -49,7 +59,8 @@ async def send(alert: AlertPayload, recipient: str, settings: AlertSettings) -> 
                 port=settings.smtp_port,
                 username=settings.smtp_username,
                 password=settings.smtp_password,
-                start_tls=settings.smtp_starttls,
+                use_tls=settings.smtp_tls,
+                start_tls=settings.smtp_start_tls,
                 timeout=settings.delivery_timeout_s,
             )
     except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -124,6 +124,14 @@ class Outbox:
                 self.failed_attempts += 1
                 await self._failed(item, str(exc), permanent=exc.permanent)
                 return
+            except Exception as exc:
+                # Whatever else goes wrong delivering this one event is a failed attempt
+                # too, with backoff and give-up: it must not leave the event pending
+                # with no attempt counted.
+                log.exception("alert %s: delivery raised", event.id)
+                self.failed_attempts += 1
+                await self._failed(item, f"{type(exc).__name__}: {exc}", permanent=False)
+                return
             await self.store.delivered(event.id, self.clock.now_ms())
             self.delivered += 1
             log.debug("alert %s delivered to %s", event.id, sub.webhook or sub.email)

@@ -22,6 +22,10 @@ subscriptions = sa.Table(
     sa.Column("window_s", sa.Integer, nullable=False),
     sa.Column("secret", sa.Text, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
+    # The API key name that made it (docs/security.md); "" for subscriptions made before
+    # owners existed, which only admins see.
+    sa.Column("owner", sa.String(64), nullable=False, server_default=""),
+    sa.Index("ix_alert_subscriptions_owner", "owner"),
 )
 
 events = sa.Table(

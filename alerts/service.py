@@ -24,6 +24,7 @@ import httpx
 import pandas as pd
 
 from alerts import webhook
+from alerts.budget import AlertBudget
 from alerts.detector import Detection, Detector
 from alerts.history import load_window
 from alerts.outbox import Outbox
@@ -55,6 +56,7 @@ class AlertService:
         self._http = http
         self.clock = clock
         self.detector = Detector(min_points=settings.min_points, clock=clock)
+        self.budget = AlertBudget(settings.max_per_minute)
         self.outbox: Outbox | None = None
         self._version: int | None = None
         self._refresh_lock = asyncio.Lock()
@@ -91,7 +93,15 @@ class AlertService:
             version = await self.store.subscriptions_version()
             if version == self._version:
                 return False
-            subs = await self.store.list_subscriptions()
+            stored = await self.store.list_subscriptions()
+            # Only the allowed windows are followed, so the ingester's memory is bounded
+            # whatever the database holds (rows written before the limit, or by hand).
+            subs = [s for s in stored if s.window_s in self.settings.windows]
+            if len(subs) < len(stored):
+                log.warning(
+                    "alerts: %d subscriptions use a window outside ALERTS_WINDOWS; not followed",
+                    len(stored) - len(subs),
+                )
             new_windows = self.detector.set_subscriptions(subs, await self.store.crossings())
             self._version = version
             log.info("alerts: following %d subscriptions", len(subs))
@@ -113,6 +123,7 @@ class AlertService:
             return
         if not found:
             return
+        found.events = self.budget.apply(found.events)
         if found.events:
             log.info(
                 "alerts: %d raised (%s)",

@@ -9,8 +9,9 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, model_validator
 
+from federation.core.durations import Duration
 from federation.core.settings import DEFAULT_CONFIG, SettingsModel, setting
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -48,6 +49,33 @@ def database_url(value: str) -> str:
     raise ValueError(
         f"{scheme!r} databases are not supported (a file path for SQLite, or a postgresql:// URL)"
     )
+
+
+WINDOW_MIN_S, WINDOW_MAX_S = 60, 86400
+WINDOWS_MAX = 8
+
+
+def parse_windows(text: str) -> tuple[int, ...]:
+    """Comma-separated lengths (``15m,1h``) as sorted seconds; ValueError naming the one
+    that is not whole minutes from 1m to 24h."""
+    found: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            seconds = Duration.parse_length(part).seconds
+        except ValueError:
+            seconds = 0
+        if not WINDOW_MIN_S <= seconds <= WINDOW_MAX_S or seconds % 60:
+            raise ValueError(f"{part!r} is not a length of whole minutes from 1m to 24h")
+        found.add(int(seconds))
+    if not 1 <= len(found) <= WINDOWS_MAX:
+        raise ValueError(f"give 1 to {WINDOWS_MAX} windows, separated by commas")
+    return tuple(sorted(found))
+
+
+def _windows(value: object) -> object:
+    return parse_windows(value) if isinstance(value, str) else value
 
 
 def _networks(value: object) -> object:
@@ -96,6 +124,9 @@ class AlertSettings(SettingsModel):
         example="auto",
         help="auto (when the server offers it), true or false",
     )
+    smtp_tls: bool = setting(
+        False, env="ALERTS_SMTP_TLS", help="implicit TLS from the first byte (port 465)"
+    )
     delivery_timeout_s: float = setting(
         10.0, env="ALERTS_DELIVERY_TIMEOUT", ge=0.1, le=300, help="seconds one attempt may take"
     )
@@ -123,9 +154,64 @@ class AlertSettings(SettingsModel):
         le=100_000,
         help="points a window must hold before its mean is trusted",
     )
+    windows: Annotated[tuple[int, ...], BeforeValidator(_windows)] = setting(
+        (300, 900, 3600, 14400, 86400),
+        env="ALERTS_WINDOWS",
+        default_text="5m,15m,1h,4h,24h",
+        example="15m,1h,24h",
+        help="the windows a subscription may use (at most 8): each costs the ingester"
+        " ~1.5 KB per series",
+    )
+    min_factor: float = setting(
+        1.5,
+        env="ALERTS_MIN_FACTOR",
+        ge=1.01,
+        le=1000,
+        help="the smallest factor a subscription may ask for",
+    )
+    max_per_key: int = setting(
+        100,
+        env="ALERTS_MAX_PER_KEY",
+        ge=1,
+        le=1_000_000,
+        help="subscriptions one API key may hold",
+    )
+    max_subscriptions: int = setting(
+        1000,
+        env="ALERTS_MAX_SUBSCRIPTIONS",
+        ge=1,
+        le=1_000_000,
+        help="subscriptions in all",
+    )
+    max_per_minute: int = setting(
+        20,
+        env="ALERTS_MAX_PER_MINUTE",
+        ge=2,
+        le=100_000,
+        help="alerts one subscription may raise per minute; the excess goes out as one"
+        " summary alert",
+    )
     poll_interval_s: float = 1.0  # how often the outbox and the subscriptions are looked at
     concurrency: int = 16  # deliveries in flight at once
     retention_s: float = 7 * 86400.0  # delivered and failed events are kept this long
+
+    @model_validator(mode="after")
+    def _credentials_over_tls(self) -> AlertSettings:
+        if self.smtp_username and self.smtp_starttls is False and not self.smtp_tls:
+            raise ValueError(
+                "ALERTS_SMTP_USERNAME is set with ALERTS_SMTP_STARTTLS=false and no"
+                " ALERTS_SMTP_TLS: credentials would travel in clear; fix: set"
+                " ALERTS_SMTP_STARTTLS=auto or ALERTS_SMTP_TLS=true"
+            )
+        return self
+
+    @property
+    def smtp_start_tls(self) -> bool | None:
+        """STARTTLS as aiosmtplib takes it: required when credentials are set (they are
+        sent only over TLS), off under implicit TLS, else as configured."""
+        if self.smtp_tls:
+            return False
+        return True if self.smtp_username else self.smtp_starttls
 
     @property
     def lease_s(self) -> float:

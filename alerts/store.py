@@ -12,6 +12,8 @@ inserting the same alert twice is a no-op.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -26,6 +28,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from alerts.errors import TooManySubscriptions
 from alerts.schema import VERSION_KEY, crossings, events, meta, metadata, subscriptions
 from alerts.types import (
     AlertPayload,
@@ -75,6 +78,7 @@ def _subscription(row: sa.Row[Any]) -> Subscription:
         id=row.id,
         secret=row.secret,
         created_ms=row.created_ms,
+        owner=row.owner,
     )
 
 
@@ -128,15 +132,18 @@ class AlertStore:
                 return
             if self.is_sqlite:
                 path = self._engine.url.database
-                if path and path != ":memory:" and not Path(path).parent.is_dir():
-                    raise ConfigError(
-                        f"ALERTS_DB: the directory of {path} does not exist; "
-                        "fix: create it or point ALERTS_DB elsewhere"
-                    )
+                if path and path != ":memory:":
+                    if not Path(path).parent.is_dir():
+                        raise ConfigError(
+                            f"ALERTS_DB: the directory of {path} does not exist; "
+                            "fix: create it or point ALERTS_DB elsewhere"
+                        )
+                    owner_only(path)
             for attempt in range(3):
                 try:
                     async with self._engine.begin() as conn:
                         await conn.run_sync(metadata.create_all)
+                        await conn.run_sync(_add_owner_column)
                         await conn.execute(self._insert(meta).values(key=VERSION_KEY, value=0))
                     break
                 except sa.exc.DBAPIError:
@@ -153,14 +160,35 @@ class AlertStore:
 
     # Subscriptions
 
-    async def create_subscription(self, new: NewSubscription, now_ms: int) -> Subscription:
+    async def create_subscription(
+        self,
+        new: NewSubscription,
+        now_ms: int,
+        owner: str = "",
+        *,
+        max_per_owner: int | None = None,
+        max_total: int | None = None,
+    ) -> Subscription:
+        """Store a new subscription of ``owner``; raises TooManySubscriptions when the
+        owner already has ``max_per_owner`` or the store ``max_total``."""
         sub = Subscription(
             **{f: getattr(new, f) for f in NewSubscription.__dataclass_fields__},
             id=uuid.uuid4().hex,
             secret=secrets.token_urlsafe(32),
             created_ms=now_ms,
+            owner=owner,
         )
         async with self._tx() as conn:
+            # The version bump first: its row lock (PostgreSQL) or the write lock taken
+            # at BEGIN (SQLite) makes count-then-insert atomic among routers.
+            await self._bump(conn)
+            count = sa.select(sa.func.count()).select_from(subscriptions)
+            if max_total is not None and (await conn.scalar(count) or 0) >= max_total:
+                raise TooManySubscriptions("total", max_total)
+            if max_per_owner is not None:
+                mine = await conn.scalar(count.where(subscriptions.c.owner == owner))
+                if (mine or 0) >= max_per_owner:
+                    raise TooManySubscriptions("per_key", max_per_owner)
             await conn.execute(
                 subscriptions.insert().values(
                     id=sub.id,
@@ -173,9 +201,9 @@ class AlertStore:
                     window_s=sub.window_s,
                     secret=sub.secret,
                     created_ms=sub.created_ms,
+                    owner=sub.owner,
                 )
             )
-            await self._bump(conn)
         return sub
 
     async def _bump(self, conn: AsyncConnection) -> None:
@@ -183,10 +211,13 @@ class AlertStore:
             meta.update().where(meta.c.key == VERSION_KEY).values(value=meta.c.value + 1)
         )
 
-    async def list_subscriptions(self) -> list[Subscription]:
+    async def list_subscriptions(self, owner: str | None = None) -> list[Subscription]:
+        """Every subscription, or ``owner``'s only."""
+        query = subscriptions.select().order_by(subscriptions.c.created_ms, subscriptions.c.id)
+        if owner is not None:
+            query = query.where(subscriptions.c.owner == owner)
         async with self._tx() as conn:
-            rows = await conn.execute(subscriptions.select().order_by(subscriptions.c.created_ms))
-            return [_subscription(r) for r in rows]
+            return [_subscription(r) for r in await conn.execute(query)]
 
     async def get_subscription(self, sub_id: str) -> Subscription | None:
         async with self._tx() as conn:
@@ -364,6 +395,30 @@ class AlertStore:
                 events.delete().where(events.c.state != "pending", events.c.created_ms < before_ms)
             )
         return max(result.rowcount, 0)
+
+
+def owner_only(path: str) -> None:
+    """The SQLite file (it holds the webhook secrets) and its -wal and -shm readable by
+    their owner only: created so if missing, narrowed if not. SQLite gives the -wal and
+    -shm files it creates the mode of the database file."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(name, 0o600)
+
+
+def _add_owner_column(conn: sa.Connection) -> None:
+    """Databases made before subscriptions had owners get the column; their
+    subscriptions belong to no key (admins see them)."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns(subscriptions.name)}
+    if "owner" in columns:
+        return
+    # SQLAlchemy Core has no ADD COLUMN construct; the column's definition is compiled
+    # from the schema for the dialect.
+    column = sa.schema.CreateColumn(subscriptions.c.owner).compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE {subscriptions.name} ADD COLUMN {column}"))
+    for index in subscriptions.indexes:
+        index.create(conn, checkfirst=True)
 
 
 def _key(key: CrossingKey) -> dict[str, str | Metric]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from federation.core.durations import Duration
 
@@ -30,6 +30,7 @@ class Subscription(NewSubscription):
     id: str = ""
     secret: str = ""  # HMAC key of the webhook signature; shown once, at creation
     created_ms: int = 0
+    owner: str = ""  # the API key name that made it
 
     @property
     def metrics(self) -> tuple[Metric, ...]:
@@ -48,6 +49,7 @@ class Subscription(NewSubscription):
             "window": window_text(self.window_s),
             "window_seconds": self.window_s,
             "created_ms": self.created_ms,
+            "owner": self.owner,
         }
         if with_secret:
             body["secret"] = self.secret
@@ -80,6 +82,9 @@ class AlertPayload(TypedDict):
     window_seconds: int
     time: str
     time_ms: int
+    # A summary (alerts.budget): this alert stands for itself and this many more of its
+    # minute, which ALERTS_MAX_PER_MINUTE kept from going out one by one.
+    suppressed: NotRequired[int]
 
 
 @dataclass(frozen=True)

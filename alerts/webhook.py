@@ -43,13 +43,16 @@ async def post(
     timeout_s: float,
 ) -> int:
     """POST ``body`` to ``url``; returns the status, raises DeliveryFailed otherwise."""
-    target = httpx.URL(url)
-    port = target.port or (443 if target.scheme == "https" else 80)
     try:
+        target = httpx.URL(url)
+        # The ASCII form of the name (punycode for an internationalised one) is what DNS,
+        # the Host header and the TLS server name take.
+        host = target.raw_host.decode("ascii")
+        port = target.port or (443 if target.scheme == "https" else 80)
         async with asyncio.timeout(timeout_s):
-            address = (await guard.resolve(target.host, port))[0]
+            address = (await guard.resolve(host, port))[0]
             headers = {
-                "Host": _host_header(target),
+                "Host": _host_header(host, target.port),
                 "Content-Type": "application/json",
                 "User-Agent": USER_AGENT,
                 "X-Alert-Event-Id": event_id,
@@ -57,7 +60,7 @@ async def post(
                 "X-Alert-Attempt": str(attempt),
                 HEADER: signature(secret, body, int(time.time())),
             }
-            extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+            extensions = {"sni_hostname": host} if target.scheme == "https" else {}
             pinned = target.copy_with(host=address)
             async with http.stream(
                 "POST",
@@ -68,7 +71,7 @@ async def post(
                 timeout=timeout_s,
             ) as response:
                 status = response.status_code
-    except TargetRefused as exc:
+    except (TargetRefused, httpx.InvalidURL) as exc:
         raise DeliveryFailed(str(exc)) from None
     except TimeoutError:
         raise DeliveryFailed(f"no answer within {timeout_s:g}s") from None
@@ -79,6 +82,6 @@ async def post(
     return status
 
 
-def _host_header(url: httpx.URL) -> str:
-    host = f"[{url.host}]" if ":" in url.host else url.host
-    return host if url.port is None else f"{host}:{url.port}"
+def _host_header(host: str, port: int | None) -> str:
+    host = f"[{host}]" if ":" in host else host
+    return host if port is None else f"{host}:{port}"

@@ -53,6 +53,8 @@ from ingest.spoolfiles import (
     dead_letter_figures,
     ends_whole,
     fsync_dir,
+    private_dir,
+    private_file,
     write_durably,
 )
 
@@ -104,7 +106,7 @@ class ShardQueue:
         self._open()
 
     def _open(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         found: dict[Path, Entry] = {}
         for path in sorted(self.directory.iterdir()):
             if path.name.endswith(".tmp"):
@@ -380,7 +382,8 @@ class ShardQueue:
             return
         path = self.directory / STATUS
         tmp = path.with_name(STATUS + ".tmp")
-        tmp.write_bytes(orjson.dumps(status, option=orjson.OPT_INDENT_2))
+        with private_file(tmp) as f:
+            f.write(orjson.dumps(status, option=orjson.OPT_INDENT_2))
         tmp.replace(path)
         self._written_figures, self._written_at = figures, now
 
@@ -401,7 +404,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self.queues: dict[str, ShardQueue] = {}
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
 
     def queue(self, shard: str) -> ShardQueue:
         if shard not in self.queues:

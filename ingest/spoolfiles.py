@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 from pathlib import Path
+from typing import BinaryIO
 
 DEAD_HEADER = re.compile(rb"^# dead-letter \S+ seq=\S+ points=(\d+) ")
 
@@ -19,11 +20,24 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def private_dir(directory: Path) -> None:
+    """``directory`` (made if missing) readable by its owner only: batches hold every
+    price and volume written, and only the ingester and the router read them."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+
+
+def private_file(path: Path, *, append: bool = False) -> BinaryIO:
+    """``path`` opened for writing, created readable by its owner only."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), "ab" if append else "wb")
+
+
 def write_durably(path: Path, data: bytes) -> None:
     """``data`` at ``path`` whole or not at all: a failed write leaves no ``.tmp``."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with tmp.open("wb") as f:
+        with private_file(tmp) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -37,8 +51,8 @@ def write_durably(path: Path, data: bytes) -> None:
 def append_durably(path: Path, data: bytes) -> None:
     """Append ``data`` whole or not at all: a failed append is cut off again, so the
     next one does not run on from a torn line."""
-    with path.open("ab") as f:
-        size = f.tell()
+    with private_file(path, append=True) as f:
+        size = f.seek(0, os.SEEK_END)
         try:
             f.write(data)
             f.flush()

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the project needs from the system, on Debian/Ubuntu: Python's venv
-# module and InfluxDB 1.x (influxd). Elsewhere it says what to install and fails.
+# module, InfluxDB 1.x (influxd) and PostgreSQL (the alerts tests start a throw-away
+# server of their own). Elsewhere it says what to install and fails.
 set -euo pipefail
 
 need=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 if [ -z "${INFLUXD:-}" ] && ! command -v influxd >/dev/null && [ ! -x /usr/bin/influxd ]; then
     need+=(influxdb)
+fi
+if [ -z "${PG_BINDIR:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    need+=(postgresql)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
@@ -15,11 +19,13 @@ if [ -f /etc/debian_version ]; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "installing ${need[*]} with apt-get"
     $sudo apt-get update -qq
-    # Only what is asked for: the influxdb package's own service is not needed (the
-    # project starts one influxd per local shard on its own ports).
+    # Only what is asked for: the influxdb and postgresql packages' own services are not
+    # needed (the project starts one influxd per local shard, and the tests their own
+    # PostgreSQL, on ports of their own).
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 else
-    echo "missing: ${need[*]}. Install Python 3.11+ with venv and InfluxDB 1.x (influxd on PATH," >&2
-    echo "or INFLUXD=/path/to/influxd), then run make again." >&2
+    echo "missing: ${need[*]}. Install Python 3.11+ with venv, InfluxDB 1.x (influxd on PATH," >&2
+    echo "or INFLUXD=/path/to/influxd) and PostgreSQL (or PG_BINDIR=/dir/of/initdb)," >&2
+    echo "then run make again." >&2
     exit 1
 fi

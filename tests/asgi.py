@@ -10,8 +10,11 @@ from starlette.applications import Starlette
 
 
 @asynccontextmanager
-async def served(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
+async def served(
+    app: Starlette, client: tuple[str, int] = ("127.0.0.1", 50000)
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app's lifespan run, and a client calling it from the ``client`` address."""
+    transport = httpx.ASGITransport(app=app, client=client)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://router") as client,

@@ -6,7 +6,10 @@ layer shares live in this module; each package adds its own under the base, in i
     ├── ConfigError              bad shards.yaml or settings: names the key and the fix
     ├── APIError                 carries .status; the router's one handler turns it into JSON
     │   ├── BadParameter         400, names the parameter
-    │   ├── NotFound             404
+    │   ├── Unauthorized         401 with WWW-Authenticate: Bearer, a wrong or missing key
+    │   ├── Forbidden            403, no key configured and the client is not on loopback
+    │   ├── NotFound             404 (also what another key's subscription looks like)
+    │   ├── LimitReached         409, names the setting whose limit was reached
     │   └── ShardsUnavailable    503, strict mode with shards missing
     ├── ShardError               carries .shard (the shard's name)
     │   ├── ShardUnavailable     connect error, timeout, 5xx: worth retrying later
@@ -16,7 +19,8 @@ layer shares live in this module; each package adds its own under the base, in i
     │                            a price source gave nothing usable this tick; .source, .reason
     └── AlertsError                       alerts.errors
         ├── TargetRefused        a webhook address in a refused network (private, loopback, ...)
-        └── DeliveryFailed       one delivery attempt failed; .permanent: retrying is futile
+        ├── DeliveryFailed       one delivery attempt failed; .permanent: retrying is futile
+        └── TooManySubscriptions a subscription limit reached (the API answers LimitReached)
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class ConfigError(FederationError):
 class APIError(FederationError):
     status: int = 500
     code: str = "error"
+    headers: dict[str, str] = {}  # noqa: RUF012 (read-only, sent with the answer)
 
     def __init__(self, message: str, *, parameter: str | None = None, **extra: Any) -> None:
         super().__init__(message)
@@ -53,6 +58,24 @@ class APIError(FederationError):
 class BadParameter(APIError):
     status = 400
     code = "bad_parameter"
+
+
+class Unauthorized(APIError):
+    status = 401
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012
+
+
+class Forbidden(APIError):
+    status = 403
+    code = "forbidden"
+
+
+class LimitReached(APIError):
+    """A limit of the service was reached; ``limit`` names its setting, ``max`` its value."""
+
+    status = 409
+    code = "limit_reached"
 
 
 class NotFound(APIError):

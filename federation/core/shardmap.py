@@ -100,6 +100,12 @@ def _reject_duplicates(key: str, values: list[str]) -> None:
         seen.add(value)
 
 
+def _without_userinfo(value: str) -> str:
+    """``value`` with anything between ``//`` and ``@`` hidden: errors are logged and
+    shown by ``/shards`` (the last reload error), and that part may be a password."""
+    return re.sub(r"//[^/?#]*@", "//…@", value)
+
+
 class _ShardEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -113,7 +119,15 @@ class _ShardEntry(BaseModel):
         try:
             url = httpx.URL(value)
         except httpx.InvalidURL as exc:
-            raise ValueError(f"{value!r} is not a URL ({exc})") from None
+            raise ValueError(f"{_without_userinfo(value)!r} is not a URL ({exc})") from None
+        if url.userinfo:
+            # Not quoted: the value holds a secret, and errors are logged and shown.
+            raise ValueError(
+                "the URL carries credentials (user:password@), which shards.yaml must not"
+                " hold (/shards shows every URL); fix: remove them and set"
+                " INFLUX_USERNAME_<SHARD> and INFLUX_PASSWORD_<SHARD> (or INFLUX_TOKEN_<SHARD>)"
+                " in the environment"
+            )
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"{value!r} is not an http(s) URL; fix: write http://host:port")
         if url.query or url.fragment:

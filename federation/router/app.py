@@ -6,7 +6,8 @@ lives), ``/ready`` (every shard answers ``/ping``), ``/shards``, ``/pairs``, ``/
 The shared ``httpx.AsyncClient`` and the alerts database belong to the lifespan.
 Cross-cutting work is ASGI middleware around the routes: metrics
 (:class:`~federation.router.metrics.RequestMetrics`) outside the error path
-(:mod:`federation.router.errors`), so a 500 is counted as sent.
+(:mod:`federation.router.errors`), so a 500 is counted as sent, then the API keys
+(:mod:`federation.router.auth`), so a refusal is counted too.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from federation.core.influx import Connect, InfluxClient, ShardClient
 from federation.core.inputs import reject_unknown
 from federation.core.mapwatch import MapWatcher
 from federation.core.shardmap import Shard, ShardMap, load_shard_map
+from federation.router.auth import ApiKeyAuth
 from federation.router.errors import UnhandledErrors, api_error, http_error
 from federation.router.fanout import Federation
 from federation.router.metrics import RequestMetrics, RouterMetrics
@@ -216,6 +218,14 @@ def create_app(
                 )
                 tasks.append(asyncio.create_task(app.state.watcher.run(stop)))
             log.info("router up: %d shards, map %s", len(shard_map.shards), shard_map.version)
+            if settings.api.configured:
+                admins = ", ".join(settings.api.admins) or "none"
+                log.info("API keys: %d (admins: %s)", len(settings.api.keys), admins)
+            else:
+                log.info(
+                    "no FEDERATION_API_KEYS: alert management is accepted from loopback"
+                    " clients only"
+                )
             try:
                 yield
             finally:
@@ -235,7 +245,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestMetrics, router_metrics), Middleware(UnhandledErrors)],
+        middleware=[
+            Middleware(RequestMetrics, router_metrics),
+            Middleware(UnhandledErrors),
+            Middleware(ApiKeyAuth, settings.api),
+        ],
         exception_handlers={APIError: api_error, HTTPException: http_error},
     )
     app.state.settings = settings

@@ -23,13 +23,22 @@ from federation.core.errors import APIError
 log = logging.getLogger(__name__)
 
 
-def json_error(content: dict[str, Any], status_code: int) -> Response:
-    return Response(orjson.dumps(content), status_code, media_type="application/json")
+def json_error(
+    content: dict[str, Any], status_code: int, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(content), status_code, headers=headers, media_type="application/json"
+    )
+
+
+def render(exc: APIError) -> Response:
+    """The one JSON shape of an API error, with its status and headers."""
+    return json_error(exc.to_json(), exc.status, exc.headers or None)
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return json_error(exc.to_json(), exc.status)
+    return render(exc)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -1,7 +1,7 @@
 """The router process's settings (``python -m federation serve``), built once at start
 from the environment and the command line and passed to :func:`create_app`: the
-``FEDERATION_*`` variables, where it listens, the alerts API's settings and the
-shards' credentials."""
+``FEDERATION_*`` variables, where it listens, the API keys, the alerts API's settings
+and the shards' credentials."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from alerts.settings import AlertSettings, database_beside_map
+from federation.core.apikeys import ApiKeys
 from federation.core.credentials import Credentials
 from federation.core.durations import Duration
 from federation.core.settings import LookBack, ProcessSettings, setting
@@ -58,6 +59,7 @@ class RouterSettings(ProcessSettings):
         env="FEDERATION_MAX_DURATION",
         help="the longest window a query may ask for",
     )
+    api: ApiKeys = Field(default_factory=ApiKeys)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     credentials: Credentials = Field(default_factory=Credentials)
 

@@ -1,5 +1,6 @@
 """Alerts from detection to a real webhook receiver and a real SMTP server, through the
-outbox on a real SQLite file: the numbers, the signature, down receivers, restarts."""
+outbox on a real SQLite file and on a real PostgreSQL server: the numbers, the
+signature, down receivers, restarts."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 
 from alerts.service import AlertService
-from alerts.settings import AlertSettings, database_url
+from alerts.settings import AlertSettings
 from alerts.signing import verify
 from alerts.types import NewSubscription, Subscription
 from federation.core.clock import now_ms
@@ -30,9 +31,9 @@ T0 = now_ms() // MINUTE * MINUTE + 86_400_000
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def settings(tmp_path: Path, smtp_port: int = 25) -> AlertSettings:
+def settings(db_url: str, smtp_port: int = 25) -> AlertSettings:
     return AlertSettings(
-        db_url=database_url(str(tmp_path / "alerts.sqlite3")),
+        db_url=db_url,
         allow_networks=(ipaddress.ip_network("127.0.0.0/8"),),
         smtp_host="127.0.0.1",
         smtp_port=smtp_port,
@@ -95,9 +96,9 @@ async def stopped(service: AlertService, stop: asyncio.Event, task: asyncio.Task
 
 
 async def test_spike_reaches_webhook_once_with_signed_numbers(
-    tmp_path: Path, receiver: WebhookReceiver
+    alerts_db: str, receiver: WebhookReceiver
 ) -> None:
-    service = AlertService(settings(tmp_path))
+    service = AlertService(settings(alerts_db))
     sub = await subscribe(service, webhook=receiver.url, metric="volume")
     stop, task = await running(service)
     await calm_hour(service, ["btcusd"])
@@ -116,9 +117,9 @@ async def test_spike_reaches_webhook_once_with_signed_numbers(
     assert verify(sub.secret, body, headers["x-alert-signature"])
 
 
-async def test_spike_reaches_email_subscriber(tmp_path: Path) -> None:
+async def test_spike_reaches_email_subscriber(alerts_db: str) -> None:
     with SmtpServer() as smtp:
-        service = AlertService(settings(tmp_path, smtp.port))
+        service = AlertService(settings(alerts_db, smtp.port))
         await subscribe(service, email="ops@example.com", pair="ethusd")
         stop, task = await running(service)
         await calm_hour(service, ["btcusd", "ethusd"])
@@ -132,9 +133,9 @@ async def test_spike_reaches_email_subscriber(tmp_path: Path) -> None:
 
 
 async def test_subscriptions_changed_while_running_are_followed(
-    tmp_path: Path, receiver: WebhookReceiver
+    alerts_db: str, receiver: WebhookReceiver
 ) -> None:
-    service = AlertService(settings(tmp_path))
+    service = AlertService(settings(alerts_db))
     stop, task = await running(service)
     sub = await subscribe(service, webhook=receiver.url, metric="volume")
     await until(lambda: service.detector.windows == {3600: True})
@@ -150,8 +151,8 @@ async def test_subscriptions_changed_while_running_are_followed(
     assert len(receiver.calls) == 1
 
 
-async def test_below_threshold_sends_nothing(tmp_path: Path, receiver: WebhookReceiver) -> None:
-    service = AlertService(settings(tmp_path))
+async def test_below_threshold_sends_nothing(alerts_db: str, receiver: WebhookReceiver) -> None:
+    service = AlertService(settings(alerts_db))
     await subscribe(service, webhook=receiver.url)
     stop, task = await running(service)
     await calm_hour(service, ["btcusd"])
@@ -162,9 +163,9 @@ async def test_below_threshold_sends_nothing(tmp_path: Path, receiver: WebhookRe
     assert (counts, receiver.calls) == ({}, [])
 
 
-async def test_receiver_down_then_up_gets_every_alert_once(tmp_path: Path) -> None:
+async def test_receiver_down_then_up_gets_every_alert_once(alerts_db: str) -> None:
     receiver = WebhookReceiver()  # not started: connections are refused
-    service = AlertService(settings(tmp_path))
+    service = AlertService(settings(alerts_db))
     sub = await subscribe(service, webhook=receiver.url, metric="volume")
     stop, task = await running(service)
     pairs = ["btcusd", "ethusd", "solusd"]
@@ -189,10 +190,9 @@ async def test_receiver_down_then_up_gets_every_alert_once(tmp_path: Path) -> No
 DETECTOR = """
 import asyncio, sys
 from tests.integration import test_alerts_delivery as t
-from pathlib import Path
 
 async def main():
-    service = t.AlertService(t.settings(Path(sys.argv[1])))
+    service = t.AlertService(t.settings(sys.argv[1]))
     await t.subscribe(service, webhook=sys.argv[2], metric="volume")
     await service.start()
     await t.calm_hour(service, ["btcusd"])
@@ -206,17 +206,17 @@ asyncio.run(main())
 
 
 async def test_process_killed_between_detection_and_delivery_still_delivers(
-    tmp_path: Path, receiver: WebhookReceiver
+    alerts_db: str, receiver: WebhookReceiver
 ) -> None:
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", DETECTOR, str(tmp_path), receiver.url, stdout=PIPE, cwd=ROOT
+        sys.executable, "-c", DETECTOR, alerts_db, receiver.url, stdout=PIPE, cwd=ROOT
     )
     assert child.stdout is not None
     assert await asyncio.wait_for(child.stdout.readline(), 60) == b"recorded\n"
     child.kill()  # SIGKILL: no clean-up of any kind
     await child.wait()
     assert receiver.calls == []
-    second = AlertService(settings(tmp_path))
+    second = AlertService(settings(alerts_db))
     stop, task = await running(second)
     await until(lambda: len(receiver.calls) == 1)
     await stopped(second, stop, task)
@@ -224,9 +224,9 @@ async def test_process_killed_between_detection_and_delivery_still_delivers(
 
 
 async def test_claim_of_a_dead_deliverer_is_delivered_after_its_lease(
-    tmp_path: Path, receiver: WebhookReceiver
+    alerts_db: str, receiver: WebhookReceiver
 ) -> None:
-    first = AlertService(settings(tmp_path))
+    first = AlertService(settings(alerts_db))
     await subscribe(first, webhook=receiver.url, metric="volume")
     await first.start()
     await calm_hour(first, ["btcusd"])
@@ -234,7 +234,7 @@ async def test_claim_of_a_dead_deliverer_is_delivered_after_its_lease(
     await first.flush()
     assert len(await first.store.claim(now_ms(), 10, lease_ms=60_000)) == 1  # then it dies
     await first.close()
-    later = AlertService(settings(tmp_path), clock=ShiftedClock(61.0))
+    later = AlertService(settings(alerts_db), clock=ShiftedClock(61.0))
     stop, task = await running(later)
     await until(lambda: len(receiver.calls) == 1)
     await stopped(later, stop, task)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 
 from alerts.service import AlertService
-from alerts.settings import AlertSettings, database_url
+from alerts.settings import AlertSettings
 from alerts.types import NewSubscription, Subscription
 from federation.core.clock import now_ms
 from federation.core.influx import InfluxClient
@@ -49,9 +48,9 @@ async def ninety_minutes(
     return Written(writer, clients, pd.concat(frames, ignore_index=True), last)
 
 
-async def restarted(written: Written, tmp_path: Path) -> tuple[AlertService, Subscription]:
+async def restarted(written: Written, db_url: str) -> tuple[AlertService, Subscription]:
     config = AlertSettings(
-        db_url=database_url(str(tmp_path / "alerts.sqlite3")),
+        db_url=db_url,
         allow_networks=(ipaddress.ip_network("127.0.0.0/8"),),
     )
     service = AlertService(config, written.clients)
@@ -74,10 +73,10 @@ def hourly_volume(history: pd.DataFrame, at_ms: int) -> pd.DataFrame:
 
 @pytest.mark.parametrize("replication", [1, 2], ids=["r1", "r2"])
 async def test_start_rebuilds_the_window_from_the_shards(
-    cluster: LocalCluster, http: httpx.AsyncClient, tmp_path: Path, replication: int
+    cluster: LocalCluster, http: httpx.AsyncClient, alerts_db: str, replication: int
 ) -> None:
     written = await ninety_minutes(cluster, http, replication)
-    service, _ = await restarted(written, tmp_path)
+    service, _ = await restarted(written, alerts_db)
     at = next_minute(service)
     for (exchange, pair), mean, size in hourly_volume(written.history, at).itertuples():
         stats = service.detector.window_stats(3600, exchange, pair, at)
@@ -86,10 +85,10 @@ async def test_start_rebuilds_the_window_from_the_shards(
 
 
 async def test_ingester_observer_finds_the_spike_after_a_restart(
-    cluster: LocalCluster, http: httpx.AsyncClient, tmp_path: Path
+    cluster: LocalCluster, http: httpx.AsyncClient, alerts_db: str
 ) -> None:
     written = await ninety_minutes(cluster, http, 1)
-    service, sub = await restarted(written, tmp_path)
+    service, sub = await restarted(written, alerts_db)
     at = next_minute(service)
     means = hourly_volume(written.history, at)["mean"]
     spike = written.history[written.history.time == written.last].reset_index(drop=True)

@@ -42,8 +42,8 @@ async def test_subscribe_returns_defaults_and_secret(client: httpx.AsyncClient) 
 
 async def test_subscription_is_listed_fetched_and_deleted(client: httpx.AsyncClient) -> None:
     body = {"email": "Ops@Example.com", "pair": "BTCUSD", "metric": "price", "factor": 1.5}
-    sub = (await client.post("/alerts", json={**body, "window": "30m"})).json()
-    assert (sub["email"], sub["pair"], sub["window_seconds"]) == ("Ops@example.com", "btcusd", 1800)
+    sub = (await client.post("/alerts", json={**body, "window": "15m"})).json()
+    assert (sub["email"], sub["pair"], sub["window_seconds"]) == ("Ops@example.com", "btcusd", 900)
     listed = (await client.get("/alerts")).json()["subscriptions"]
     assert [s["id"] for s in listed] == [sub["id"]]
     assert "secret" not in listed[0]

@@ -162,7 +162,8 @@ async def test_name_rebound_to_a_private_address_is_refused_at_delivery(
         sub, outbox = await attempt(store, url, http, guard)
     (event,) = await store.events_of(sub.id)
     assert (event.state, event.attempts, outbox.failed_attempts) == ("pending", 1, 1)
-    assert "127.0.0.1 is a private" in (event.last_error or "")
+    assert "is not an allowed target" in (event.last_error or "")
+    assert "127.0.0.1" not in (event.last_error or "")
     assert receiver.log == []
 
 
@@ -322,3 +323,51 @@ async def test_service_run_follows_new_subscriptions_every_poll(tmp_path: Path) 
         await running
         await service.close()
     assert (before, len(service.detector.subscriptions)) == (0, 1)
+
+
+IDN = "bücher.example.test"
+PUNYCODE = "xn--bcher-kva.example.test"
+
+
+async def test_webhook_to_an_internationalised_name_is_delivered(
+    store: AlertStore, receiver: HTTPServer
+) -> None:
+    guard = NetworkGuard(
+        [ipaddress.ip_network("127.0.0.0/8")], resolver=dns({PUNYCODE: ["127.0.0.1"]})
+    )
+    url = await parse_webhook(f"http://{IDN}:{receiver.port}/hook", guard)
+    async with webhook.new_client() as http:
+        sub, _ = await attempt(store, url, http, guard, delivery_timeout_s=5.0)
+    ((request, _response),) = receiver.log
+    assert request.headers["Host"] == f"{PUNYCODE}:{receiver.port}"
+    assert (await store.events_of(sub.id))[0].state == "delivered"
+
+
+async def test_https_internationalised_name_is_sent_as_punycode_for_tls(
+    store: AlertStore,
+) -> None:
+    seen: list[httpx.Request] = []
+    guard = NetworkGuard(resolver=dns({PUNYCODE: ["93.184.216.34"]}))
+    url = f"https://{IDN}/hook"
+    await deliver_once(store, lambda r: seen.append(r) or httpx.Response(200), url, guard)
+    assert (seen[0].headers["host"], seen[0].extensions["sni_hostname"]) == (PUNYCODE, PUNYCODE)
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [lambda r: 1 / 0, lambda r: (_ for _ in ()).throw(UnicodeEncodeError("ascii", "ü", 0, 1, "x"))],
+    ids=["zero-division", "unicode-error"],
+)
+async def test_any_exception_while_delivering_is_a_failed_attempt(
+    store: AlertStore, handler: Handler
+) -> None:
+    sub, outbox = await deliver_once(store, handler)
+    (event,) = await store.events_of(sub.id)
+    assert (event.state, event.attempts, outbox.failed_attempts) == ("pending", 1, 1)
+    assert NOW + 1600 <= event.next_attempt_ms <= NOW + 2000
+
+
+async def test_unexpected_exception_ends_in_give_up(store: AlertStore) -> None:
+    sub, _ = await deliver_once(store, lambda r: 1 / 0, later_ms=1000, give_up_after_s=1.0)
+    (event,) = await store.events_of(sub.id)
+    assert (event.state, "ZeroDivisionError" in (event.last_error or "")) == ("failed", True)

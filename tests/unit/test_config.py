@@ -127,3 +127,25 @@ def test_draining_shard_owns_no_pair() -> None:
     shards = (Shard("a", "http://h:1"), Shard("b", "http://h:2", drain=True))
     shard_map = ShardMap(shards)
     assert {shard_map.owners(f"pair{i}")[0] for i in range(200)} == {"a"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://admin:s3cret-pw@h:8086", "http://admin@h:8086", "https://:s3cret-pw@h"],
+    ids=["user-and-password", "user-only", "password-only"],
+)
+def test_credentials_in_a_shard_url_are_refused_with_the_fix_unquoted(url: str) -> None:
+    with pytest.raises(
+        ConfigError, match=r"shards\[0\]\.url: .*credentials.*INFLUX_PASSWORD_"
+    ) as e:
+        parse_shard_map(with_changes(shards=[{"name": "a", "url": url}]))
+    assert "s3cret-pw" not in str(e.value)
+    assert "admin" not in str(e.value)
+
+
+def test_malformed_url_with_credentials_is_told_without_them() -> None:
+    with pytest.raises(ConfigError, match=r"'http://…@h:port' is not a URL") as e:
+        parse_shard_map(
+            with_changes(shards=[{"name": "a", "url": "http://admin:s3cret-pw@h:port"}])
+        )
+    assert "s3cret-pw" not in str(e.value)

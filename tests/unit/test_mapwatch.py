@@ -129,3 +129,16 @@ async def test_router_picks_up_a_new_shard_without_restart(tmp_path: Path) -> No
         after = (await client.get("/shards")).json()
     assert [len(before["shards"]), len(after["shards"])] == [2, 3]
     assert before["map_version"] != after["map_version"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://admin:s3cret-pw@shard-c:8086", "http://admin:s3cret-pw@shard-c:port"],
+    ids=["credentials", "credentials-in-a-malformed-url"],
+)
+async def test_reload_error_never_shows_a_password(tmp_path: Path, url: str) -> None:
+    watcher, _ = await watcher_on(tmp_path, TWO)
+    watcher.path.write_text(TWO + f"  - {{name: shard-c, url: '{url}'}}\n")
+    assert await watcher.check() is False
+    assert "shards[2].url" in str(watcher.status()["last_reload_error"])
+    assert "s3cret-pw" not in str(watcher.status())

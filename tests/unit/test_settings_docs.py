@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from alerts.settings import AlertSettings
+from federation.core.apikeys import ApiKeys
 from federation.core.credentials import Credentials
 from federation.core.settings import ProcessSettings, SettingsModel, Spec, settings_of
 from federation.router.settings import RouterSettings
@@ -24,6 +25,7 @@ OPERATIONS = Path(__file__).parents[2] / "docs" / "operations.md"
 TABLES: dict[str, type[SettingsModel]] = {
     "Every process": ProcessSettings,
     "Router": RouterSettings,
+    "API keys": ApiKeys,
     "Alerts": AlertSettings,
     "Shard credentials": Credentials,
     "Ingester": IngestSettings,

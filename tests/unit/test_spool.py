@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -246,3 +247,22 @@ def test_spool_status_not_written_for_unknown_dirs(
     assert (tmp_path / "shard-a" / STATUS).exists()
     assert sorted(p.name for p in (tmp_path / "old-shard").iterdir()) == ["000000000000-1-1.lp"]
     assert "old-shard belongs to a shard that is not in the map" in caplog.text
+
+
+async def test_spool_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    queue = spool.queue("shard-a")
+    await queue.append([b"a 1\n"])
+    await queue.dead_letter(b"bad\n", "400", queue.head())
+    queue.write_status(every_s=0)
+    dirs = [spool.root, spool.root / "shard-a"]
+    files = [p for p in spool.root.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {DEAD_LETTER, STATUS}
+    assert {stat.S_IMODE(d.stat().st_mode) for d in dirs} == {0o700}
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
+
+
+async def test_existing_open_spool_directory_is_narrowed(tmp_path: Path) -> None:
+    (tmp_path / "shard-a").mkdir(mode=0o755)
+    Spool(tmp_path).queue("shard-a")
+    assert stat.S_IMODE((tmp_path / "shard-a").stat().st_mode) == 0o700
