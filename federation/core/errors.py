@@ -7,7 +7,12 @@ layer shares live in this module; each package adds its own under the base, in i
     ├── APIError                 carries .status; the router's one handler turns it into JSON
     │   ├── BadParameter         400, names the parameter
     │   ├── NotFound             404
-    │   └── ShardsUnavailable    503, strict mode with shards missing
+    │   ├── ShardsUnavailable    503, strict mode with shards missing
+    │   └── LimitExceeded        a request passed a limit; .limit names its setting
+    │       ├── BodyTooLarge     413, a request body over FEDERATION_MAX_BODY
+    │       ├── BodyTimeout      408, a request body slower than FEDERATION_BODY_TIMEOUT
+    │       ├── AnswerTooLarge   422, a strict=true answer over FEDERATION_STRICT_MAX_ROWS
+    │       └── Busy             503 with Retry-After, too much on-demand work under way
     ├── ShardError               carries .shard (the shard's name)
     │   ├── ShardUnavailable     connect error, timeout, 5xx: worth retrying later
     │   ├── ShardRejected        4xx on write/query (bad line, missing database): futile to retry
@@ -41,6 +46,7 @@ class APIError(FederationError):
         self.message = message
         self.parameter = parameter
         self.extra = extra
+        self.headers: dict[str, str] = {}  # sent with the JSON (Retry-After, Connection)
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.message, "code": self.code}
@@ -63,6 +69,55 @@ class NotFound(APIError):
 class ShardsUnavailable(APIError):
     status = 503
     code = "shards_unavailable"
+
+
+class LimitExceeded(APIError):
+    """A request passed one of the router's limits. The JSON names the limit (its
+    setting) and its value: ``{"error", "code": "limit_exceeded", "limit", "max"}``."""
+
+    code = "limit_exceeded"
+
+    def __init__(self, message: str, *, limit: str, maximum: float, **extra: Any) -> None:
+        super().__init__(message, limit=limit, max=maximum, **extra)
+        self.limit = limit
+
+
+class BodyTooLarge(LimitExceeded):
+    """The request body is larger than the limit; the connection is closed after the
+    answer, so the rest of the body is never read."""
+
+    status = 413
+
+    def __init__(self, message: str, *, limit: str, maximum: float) -> None:
+        super().__init__(message, limit=limit, maximum=maximum)
+        self.headers["Connection"] = "close"
+
+
+class BodyTimeout(LimitExceeded):
+    """The request body did not arrive in time; the connection is closed after the answer."""
+
+    status = 408
+
+    def __init__(self, message: str, *, limit: str, maximum: float) -> None:
+        super().__init__(message, limit=limit, maximum=maximum)
+        self.headers["Connection"] = "close"
+
+
+class AnswerTooLarge(LimitExceeded):
+    """An answer that must be read whole before it is sent (``strict=true``) is larger
+    than the limit; the same request without ``strict=true`` streams."""
+
+    status = 422
+
+
+class Busy(LimitExceeded):
+    """Too much work of one kind is under way; the same request may work a moment later."""
+
+    status = 503
+
+    def __init__(self, message: str, *, limit: str, maximum: float, retry_after_s: int) -> None:
+        super().__init__(message, limit=limit, maximum=maximum)
+        self.headers["Retry-After"] = str(retry_after_s)
 
 
 class ShardError(FederationError):

@@ -3,13 +3,14 @@
 
 - :class:`~federation.core.errors.APIError` (bad input, unknown pair, strict and shards
   missing): its own status and JSON, from :func:`api_error`;
-- routing's 404 and 405: JSON from :func:`http_error`;
+- routing's 404 and 405: JSON from :func:`http_error` (a 405 with its ``Allow`` header);
 - anything else: :class:`UnhandledErrors`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -23,18 +24,23 @@ from federation.core.errors import APIError
 log = logging.getLogger(__name__)
 
 
-def json_error(content: dict[str, Any], status_code: int) -> Response:
-    return Response(orjson.dumps(content), status_code, media_type="application/json")
+def json_error(
+    content: dict[str, Any], status_code: int, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(content), status_code, headers=headers, media_type="application/json"
+    )
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return json_error(exc.to_json(), exc.status)
+    return json_error(exc.to_json(), exc.status, exc.headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return json_error({"error": exc.detail, "code": "http_error"}, exc.status_code)
+    body = {"error": exc.detail, "code": "http_error"}
+    return json_error(body, exc.status_code, exc.headers)
 
 
 class UnhandledErrors:
