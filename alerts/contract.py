@@ -11,6 +11,7 @@ words rather than quoting a pattern.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +30,17 @@ WINDOW_PATTERN = length_pattern(WINDOW_MAX_S, step_s=WINDOW_MIN_S)
 _ID: JsonDict = {"pattern": f"^{API_ID_PATTERN}$"}
 
 
+def _string(extra: JsonDict) -> Callable[[JsonDict], None]:
+    """The schema of a field that is a string when given and absent otherwise (never
+    null): ``extra`` added, the default of None left out."""
+
+    def amend(schema: JsonDict) -> None:
+        schema.pop("default", None)
+        schema.update(extra)
+
+    return amend
+
+
 class NewAlert(BaseModel):
     """``POST /alerts``: exactly one of webhook and email; the rest optional."""
 
@@ -42,12 +54,12 @@ class NewAlert(BaseModel):
     webhook: str = Field(
         None,  # type: ignore[assignment]  # absent, not null: the schema says a string
         description="http(s) URL with a public host (or one in ALERTS_ALLOW_NETWORKS)",
-        json_schema_extra={"maxLength": MAX_URL, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+        json_schema_extra=_string({"maxLength": MAX_URL, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}),
     )
     email: str = Field(
         None,  # type: ignore[assignment]
         description="an email address",
-        json_schema_extra={"format": "email"},
+        json_schema_extra=_string({"format": "email"}),
     )
     pair: str | None = Field(None, json_schema_extra=_ID)
     exchange: str | None = Field(None, json_schema_extra=_ID)

@@ -14,6 +14,7 @@ ID_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
 ID_RULE = "lowercase letters, digits, '-' or '_', starting with a letter or digit"
 # What the API takes: the same, in any case of the ASCII letters (lowered before use).
 API_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+API_ID_RULE = "ASCII letters (any case), digits, '-' or '_', starting with a letter or digit"
 _ID_RE = re.compile(ID_PATTERN)
 _API_ID_RE = re.compile(API_ID_PATTERN)
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 
 from federation.core.errors import BadParameter
-from federation.core.ids import ID_MAX, ID_RULE, is_api_id
+from federation.core.ids import API_ID_RULE, ID_MAX, is_api_id
 
 _BOOLS = {"true": True, "false": False}
 _WHOLE = re.compile(r"[1-9][0-9]{0,17}|0")
@@ -23,7 +23,7 @@ def parse_id(name: str, value: str) -> str:
     if len(value) > ID_MAX:
         raise BadParameter(f"{name} is longer than {ID_MAX} characters", parameter=name)
     if not is_api_id(value):
-        raise BadParameter(f"{name} {value!r} is malformed: use {ID_RULE}", parameter=name)
+        raise BadParameter(f"{name} {value!r} is malformed: use {API_ID_RULE}", parameter=name)
     return value.lower()
 
 

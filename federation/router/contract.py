@@ -110,8 +110,9 @@ MODELS: tuple[type[BaseModel], ...] = (
 _ID_SCHEMA = {"type": "string", "pattern": f"^{API_ID_PATTERN}$"}
 
 
-def parameters(settings: RouterSettings) -> dict[str, dict[str, Any]]:
-    """The router's parameters, bounded as the settings in force bound them."""
+def parameters(settings: RouterSettings, taken: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """The router's parameters, bounded as the settings in force bound them; ``taken``
+    are the paths of other routes, which ``/{pair}`` never sees as pairs."""
     look_back = "^-" + length_pattern(settings.max_duration.seconds)[1:]
     return {
         "Pair": {
@@ -119,7 +120,7 @@ def parameters(settings: RouterSettings) -> dict[str, dict[str, Any]]:
             "in": "path",
             "required": True,
             "description": "a pair id, any case",
-            "schema": _ID_SCHEMA,
+            "schema": {**_ID_SCHEMA, "not": {"enum": sorted(taken)}} if taken else _ID_SCHEMA,
             "example": "btcusd",
         },
         "Exchange": {
@@ -163,7 +164,8 @@ def document(routes: Sequence[BaseRoute], settings: RouterSettings) -> dict[str,
     _, defs = models_json_schema(
         [(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}"
     )
-    doc["components"] = {"schemas": defs["$defs"], "parameters": parameters(settings)}
+    taken = [path[1:] for path in doc["paths"] if path.count("/") == 1 and "{" not in path]
+    doc["components"] = {"schemas": defs["$defs"], "parameters": parameters(settings, taken)}
     for operations in doc["paths"].values():
         for operation in operations.values():
             responses = {str(k): v for k, v in operation.get("responses", {}).items()}

@@ -4,6 +4,9 @@ number of examples each (so the run stays short and the same every time)."""
 
 from __future__ import annotations
 
+import re
+
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
@@ -11,6 +14,7 @@ from schemathesis.schemas import BaseSchema
 from starlette.routing import Route
 
 from alerts.settings import AlertSettings
+from federation.core.durations import Duration
 from federation.core.shardmap import ShardMap
 from federation.router.app import create_app
 from federation.router.settings import RouterSettings
@@ -60,3 +64,15 @@ def test_description_covers_every_route() -> None:
     app = create_app(ShardMap(SHARDS), RouterSettings(rank_refresh_s=0), connect_to({}))
     routes = {r.path for r in app.routes if isinstance(r, Route)}
     assert set(app.state.openapi["paths"]) == routes
+
+
+@pytest.mark.parametrize(
+    ("duration", "described"),
+    [("-7d", True), ("-168h", True), ("-169h", False), ("-2w", False)],
+    ids=["days", "hours", "an-hour-over", "weeks-over"],
+)
+def test_duration_pattern_follows_max_duration(duration: str, described: bool) -> None:
+    settings = RouterSettings(rank_refresh_s=0, max_duration=Duration(7, "d"))
+    app = create_app(ShardMap(SHARDS), settings, connect_to({}))
+    pattern = app.state.openapi["components"]["parameters"]["Duration"]["schema"]["pattern"]
+    assert (re.match(pattern, duration) is not None) == described
