@@ -5,11 +5,14 @@ refused body is shown not to have been read (what keeps the router's memory flat
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from itertools import repeat
 
 import httpx
 import pytest
+import uvicorn
 
 from federation.core.shardmap import ShardMap
 from federation.router.app import create_app
@@ -87,3 +90,47 @@ async def test_strict_answer_over_its_row_limit_is_422_naming_it(rows: int, stat
     assert response.status_code == status
     if status == 422:
         assert names_the_limit(response, 422, "FEDERATION_STRICT_MAX_ROWS")
+
+
+@asynccontextmanager
+async def uvicorn_serving() -> AsyncIterator[int]:
+    """The router on a real uvicorn server on loopback (a limit is also the server's
+    business: it must close the connection, not read on); yields its port."""
+    settings = RouterSettings(max_body=LIMIT, body_timeout_s=0.2, rank_refresh_s=0)
+    app = create_app(ShardMap(SHARDS), settings, connect_to(fake_shards()))
+    listening = socket.create_server(("127.0.0.1", 0))  # connections wait in its backlog
+    config = uvicorn.Config(app, log_config=None, log_level="warning")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[listening]))
+    try:
+        yield listening.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await serving
+        listening.close()
+
+
+async def raw_post(port: int, head: str, body: bytes) -> bytes:
+    """What the server sends back to a POST of ``head`` and ``body`` before it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"POST /alerts HTTP/1.1\r\nHost: router\r\n{head}\r\n".encode() + body)
+    answer = await reader.read()  # to the end: the server closes the connection
+    writer.close()
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "status"),
+    [
+        (f"Content-Length: {300 * MB}\r\n", b"", b"413"),
+        ("Content-Length: 100\r\n", b'{"we', b"408"),
+    ],
+    ids=["declared-300mb-never-sent", "stalled"],
+)
+async def test_real_server_answers_and_closes_without_the_body(
+    head: str, body: bytes, status: bytes
+) -> None:
+    async with uvicorn_serving() as port:
+        answer = await raw_post(port, head, body)
+    assert answer.split(b" ", 2)[1] == status
+    assert b"limit_exceeded" in answer
