@@ -15,26 +15,37 @@ exist, so its existence is not confirmed; admins see and delete all.
 Bad input is a 400 naming the field (:class:`~federation.core.errors.BadParameter`), an
 unknown id a 404, a subscription limit a 409 naming its setting
 (:class:`~federation.core.errors.LimitReached`), all rendered by the router's one error
-handler.
+handler. What each endpoint takes and answers is declared once in :mod:`alerts.contract`
+and published in /openapi.json; the body's size and the time it may take to arrive are
+the router's limits (:mod:`federation.router.limits`).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import email_validator
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from alerts.contract import (
+    EVENTS_LIMIT_MAX,
+    FACTOR_MAX,
+    ID_RE,
+    MAX_URL,
+    WINDOW_MAX_S,
+    WINDOW_MIN_S,
+    NewAlert,
+)
 from alerts.errors import TargetRefused, TooManySubscriptions
 from alerts.netguard import NetworkGuard
 from alerts.settings import AlertSettings
@@ -44,15 +55,9 @@ from federation.core.apikeys import Principal
 from federation.core.clock import now_ms
 from federation.core.durations import Duration
 from federation.core.errors import BadParameter, LimitReached, NotFound
-from federation.core.inputs import parse_id, reject_unknown
+from federation.core.inputs import parse_id, parse_whole, query_params, reject_unknown
 
-MAX_BODY = 16_384
-MAX_URL = 2048
-FACTOR_MAX = 1000.0
-WINDOW_MIN_S, WINDOW_MAX_S = 60, 86400
-EVENTS_LIMIT_MAX = 500
-_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-FIELDS = ("webhook", "email", "pair", "exchange", "metric", "factor", "window")
+FIELDS = tuple(NewAlert.model_fields)
 
 
 @dataclass(frozen=True)
@@ -71,18 +76,6 @@ class AlertsContext:
             yield cls(store, NetworkGuard(settings.allow_networks), settings)
         finally:
             await store.close()
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    webhook: str | None = None
-    email: str | None = None
-    pair: str | None = None
-    exchange: str | None = None
-    metric: Literal["price", "volume"] | None = None
-    factor: float = 3.0
-    window: str = "1h"
 
 
 def parse_window(text: str) -> int:
@@ -136,8 +129,6 @@ async def parse_webhook(value: str, guard: NetworkGuard) -> str:
 
 
 async def parse_subscription(raw: bytes, guard: NetworkGuard) -> NewSubscription:
-    if len(raw) > MAX_BODY:
-        raise BadParameter(f"the body is larger than {MAX_BODY} bytes", parameter="body")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -146,7 +137,7 @@ async def parse_subscription(raw: bytes, guard: NetworkGuard) -> NewSubscription
         raise BadParameter("the body must be a JSON object", parameter="body")
     reject_unknown(data, FIELDS)
     try:
-        body = _Body.model_validate(data)
+        body = NewAlert.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else "body"
@@ -202,7 +193,11 @@ async def _subscription(request: Request) -> Subscription:
     """The subscription of the path, if the caller may see it (else 404, as for an id
     that does not exist)."""
     sub_id = request.path_params["id"]
-    sub = await _context(request).store.get_subscription(sub_id) if _ID_RE.match(sub_id) else None
+    if not ID_RE.fullmatch(sub_id):
+        raise BadParameter(
+            f"id {sub_id!r} is malformed: an alert id is 32 hexadecimal digits", parameter="id"
+        )
+    sub = await _context(request).store.get_subscription(sub_id)
     if sub is None or not _principal(request).owns(sub.owner):
         raise NotFound(f"no alert subscription {sub_id!r}", parameter="id")
     return sub
@@ -214,20 +209,27 @@ def _json(content: Any, status_code: int = 200, **kwargs: Any) -> Response:
 
 async def create(request: Request) -> Response:
     """
+    summary: Subscribe to spike alerts by webhook or email.
     requestBody:
+      required: true
       content:
         application/json:
+          schema: {$ref: "#/components/schemas/NewAlert"}
           example: {"webhook": "https://example.com/hook", "pair": "btcusd", "metric": "volume"}
     responses:
       201:
         description: >
           The subscription, with the secret that signs its webhook calls (shown only here).
+        headers:
+          Location: {description: the subscription's address, schema: {type: string}}
+        content:
+          application/json: {schema: {$ref: "#/components/schemas/Subscription"}}
       400:
         description: A field is malformed, or the webhook address is refused; the body names it.
       409:
         description: A subscription limit is reached; the body names its setting.
     """
-    reject_unknown(request.query_params, ())
+    query_params(request.query_params.multi_items(), ())
     context, settings = _context(request), _context(request).settings
     new = within_limits(await parse_subscription(await request.body(), context.guard), settings)
     try:
@@ -244,19 +246,22 @@ async def create(request: Request) -> Response:
             f"{'this key holds' if exc.which == 'per_key' else 'the service holds'} the most"
             f" subscriptions allowed ({exc.limit}, {setting_name}); delete one first",
             limit=setting_name,
-            max=exc.limit,
+            maximum=exc.limit,
         ) from None
     return _json(sub.public(with_secret=True), 201, headers={"Location": f"/alerts/{sub.id}"})
 
 
 async def list_all(request: Request) -> Response:
     """
+    summary: Every alert subscription (secrets are not shown).
     responses:
       200:
         description: >
           The caller's subscriptions, or every one for an admin (secrets are not shown).
+        content:
+          application/json: {schema: {$ref: "#/components/schemas/Subscriptions"}}
     """
-    reject_unknown(request.query_params, ())
+    query_params(request.query_params.multi_items(), ())
     principal = _principal(request)
     subs = await _context(request).store.list_subscriptions(
         None if principal.admin else principal.name
@@ -266,25 +271,33 @@ async def list_all(request: Request) -> Response:
 
 async def get_one(request: Request) -> Response:
     """
+    summary: One subscription.
+    parameters:
+      - {$ref: "#/components/parameters/AlertId"}
     responses:
       200:
         description: The subscription.
+        content:
+          application/json: {schema: {$ref: "#/components/schemas/Subscription"}}
       404:
         description: No such subscription.
     """
-    reject_unknown(request.query_params, ())
+    query_params(request.query_params.multi_items(), ())
     return _json((await _subscription(request)).public())
 
 
 async def delete(request: Request) -> Response:
     """
+    summary: Unsubscribe.
+    parameters:
+      - {$ref: "#/components/parameters/AlertId"}
     responses:
       204:
         description: Unsubscribed; alerts not yet delivered are dropped.
       404:
         description: No such subscription.
     """
-    reject_unknown(request.query_params, ())
+    query_params(request.query_params.multi_items(), ())
     sub = await _subscription(request)
     await _context(request).store.delete_subscription(sub.id)
     return Response(status_code=204)
@@ -292,32 +305,42 @@ async def delete(request: Request) -> Response:
 
 async def events(request: Request) -> Response:
     """
+    summary: A subscription's most recent alerts and their delivery state.
     parameters:
-      - {name: limit, in: query, schema: {type: integer, default: 50, maximum: 500}}
+      - {$ref: "#/components/parameters/AlertId"}
+      - {$ref: "#/components/parameters/EventsLimit"}
     responses:
       200:
         description: >
           The subscription's most recent alerts, newest first, each with its delivery
           state (pending, delivered, failed), attempts and last error.
+        content:
+          application/json: {schema: {$ref: "#/components/schemas/Events"}}
       404:
         description: No such subscription.
     """
-    reject_unknown(request.query_params, ("limit",))
-    text = request.query_params.get("limit", "50")
-    if not text.isdigit() or not 1 <= int(text) <= EVENTS_LIMIT_MAX:
-        raise BadParameter(
-            f"limit must be a whole number from 1 to {EVENTS_LIMIT_MAX}", parameter="limit"
-        )
+    params = query_params(request.query_params.multi_items(), ("limit",))
+    limit = parse_whole("limit", params.get("limit", "50"), 1, EVENTS_LIMIT_MAX)
     sub = await _subscription(request)
-    found = await _context(request).store.events_of(sub.id, int(text))
+    found = await _context(request).store.events_of(sub.id, limit)
     return _json({"subscription_id": sub.id, "events": [e.public() for e in found]})
 
 
+class _Alerts(HTTPEndpoint):
+    get = staticmethod(list_all)
+    post = staticmethod(create)
+
+
+class _Alert(HTTPEndpoint):
+    get = staticmethod(get_one)
+    delete = staticmethod(delete)
+
+
 def routes() -> list[Route]:
+    """One route per path, so that a method it does not take is a 405 whose ``Allow``
+    lists every method of the path."""
     return [
-        Route("/alerts", create, methods=["POST"]),
-        Route("/alerts", list_all, methods=["GET"]),
-        Route("/alerts/{id}", get_one, methods=["GET"]),
-        Route("/alerts/{id}", delete, methods=["DELETE"]),
+        Route("/alerts", _Alerts),
+        Route("/alerts/{id}", _Alert),
         Route("/alerts/{id}/events", events, methods=["GET"]),
     ]

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("ingest", "query", "alerts")
+SUITES = ("ingest", "query", "alerts", "body")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,3 +68,38 @@ class Duration:
 
     def __str__(self) -> str:
         return f"-{self.length}"
+
+
+def length_pattern(max_seconds: int, step_s: int = 1) -> str:
+    """A regular expression matching exactly the lengths of this grammar that are at most
+    ``max_seconds`` and a whole number of ``step_s`` (the API description's pattern of a
+    bounded length; an amount's bound is spelt out digit by digit)."""
+    units = []
+    for unit, seconds in UNIT_SECONDS.items():
+        most = max_seconds // seconds
+        if most < 1 or (seconds % step_s and step_s % seconds):
+            continue
+        every = max(1, step_s // seconds)  # amounts must be multiples of this
+        if most < every:
+            continue
+        if every == 1:
+            amounts = _up_to(most)
+        else:  # e.g. seconds in whole minutes: 60, 120, ... listed
+            amounts = "|".join(str(n) for n in range(every, most + 1, every))
+        units.append(f"(?:{amounts}){unit}")
+    return "^(?:" + "|".join(units) + ")$"
+
+
+def _up_to(most: int) -> str:
+    """An alternation matching the whole numbers 1 to ``most`` without leading zeros."""
+    digits = str(most)
+    shorter = {1: [], 2: ["[1-9]"]}.get(len(digits), [f"[1-9][0-9]{{0,{len(digits) - 2}}}"])
+    parts = list(shorter)
+    for i, digit in enumerate(digits):
+        low, high = (1 if i == 0 else 0), int(digit) - 1
+        if high >= low:
+            rest = len(digits) - i - 1
+            tail = f"[0-9]{{{rest}}}" if rest > 1 else "[0-9]" if rest else ""
+            parts.append(digits[:i] + (str(low) if low == high else f"[{low}-{high}]") + tail)
+    parts.append(digits)
+    return "|".join(parts)

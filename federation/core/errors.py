@@ -9,8 +9,13 @@ layer shares live in this module; each package adds its own under the base, in i
     │   ├── Unauthorized         401 with WWW-Authenticate: Bearer, a wrong or missing key
     │   ├── Forbidden            403, no key configured and the client is not on loopback
     │   ├── NotFound             404 (also what another key's subscription looks like)
-    │   ├── LimitReached         409, names the setting whose limit was reached
-    │   └── ShardsUnavailable    503, strict mode with shards missing
+    │   ├── ShardsUnavailable    503, strict mode with shards missing
+    │   └── LimitExceeded        a request passed a limit; .limit names its setting
+    │       ├── BodyTooLarge     413, a request body over FEDERATION_MAX_BODY
+    │       ├── BodyTimeout      408, a request body slower than FEDERATION_BODY_TIMEOUT
+    │       ├── LimitReached     409, a count of subscriptions at its setting's maximum
+    │       ├── AnswerTooLarge   422, a strict=true answer over FEDERATION_STRICT_MAX_ROWS
+    │       └── Busy             503 with Retry-After, too much on-demand work under way
     ├── ShardError               carries .shard (the shard's name)
     │   ├── ShardUnavailable     connect error, timeout, 5xx: worth retrying later
     │   ├── ShardRejected        4xx on write/query (bad line, missing database): futile to retry
@@ -39,13 +44,16 @@ class ConfigError(FederationError):
 class APIError(FederationError):
     status: int = 500
     code: str = "error"
-    headers: dict[str, str] = {}  # noqa: RUF012 (read-only, sent with the answer)
+    headers: dict[str, str] = {}  # noqa: RUF012 (the kind's own; each error copies them)
 
     def __init__(self, message: str, *, parameter: str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
         self.parameter = parameter
         self.extra = extra
+        # Sent with the JSON: the kind's (WWW-Authenticate), then this error's own
+        # (Retry-After, Connection).
+        self.headers = dict(self.headers)
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.message, "code": self.code}
@@ -71,13 +79,6 @@ class Forbidden(APIError):
     code = "forbidden"
 
 
-class LimitReached(APIError):
-    """A limit of the service was reached; ``limit`` names its setting, ``max`` its value."""
-
-    status = 409
-    code = "limit_reached"
-
-
 class NotFound(APIError):
     status = 404
     code = "not_found"
@@ -86,6 +87,63 @@ class NotFound(APIError):
 class ShardsUnavailable(APIError):
     status = 503
     code = "shards_unavailable"
+
+
+class LimitExceeded(APIError):
+    """A request passed one of the router's limits. The JSON names the limit (its
+    setting) and its value: ``{"error", "code": "limit_exceeded", "limit", "max"}``."""
+
+    code = "limit_exceeded"
+
+    def __init__(self, message: str, *, limit: str, maximum: float, **extra: Any) -> None:
+        super().__init__(message, limit=limit, max=maximum, **extra)
+        self.limit = limit
+
+
+class LimitReached(LimitExceeded):
+    """A count the service bounds (subscriptions per key, in total) is at its setting's
+    maximum: nothing more is taken until one is deleted."""
+
+    status = 409
+    code = "limit_reached"
+
+
+class BodyTooLarge(LimitExceeded):
+    """The request body is larger than the limit; the connection is closed after the
+    answer, so the rest of the body is never read."""
+
+    status = 413
+
+    def __init__(self, message: str, *, limit: str, maximum: float) -> None:
+        super().__init__(message, limit=limit, maximum=maximum)
+        self.headers["Connection"] = "close"
+
+
+class BodyTimeout(LimitExceeded):
+    """The request body did not arrive in time; the connection is closed after the answer."""
+
+    status = 408
+
+    def __init__(self, message: str, *, limit: str, maximum: float) -> None:
+        super().__init__(message, limit=limit, maximum=maximum)
+        self.headers["Connection"] = "close"
+
+
+class AnswerTooLarge(LimitExceeded):
+    """An answer that must be read whole before it is sent (``strict=true``) is larger
+    than the limit; the same request without ``strict=true`` streams."""
+
+    status = 422
+
+
+class Busy(LimitExceeded):
+    """Too much work of one kind is under way; the same request may work a moment later."""
+
+    status = 503
+
+    def __init__(self, message: str, *, limit: str, maximum: float, retry_after_s: int) -> None:
+        super().__init__(message, limit=limit, maximum=maximum)
+        self.headers["Retry-After"] = str(retry_after_s)
 
 
 class ShardError(FederationError):

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from federation.core.errors import AnswerTooLarge
 from federation.core.timefmt import iso_time
 from federation.router.metrics import RouterMetrics
 from federation.router.params import PairQuery
@@ -71,8 +72,22 @@ class PairAnswer:
             missing.update(self._merged.missing)
         return missing
 
-    async def read_all(self) -> None:
-        self._pending.extend([batch async for batch in self._rest])
+    async def read_all(self, max_rows: int) -> None:
+        """Read the rest before sending (strict=true), holding at most ``max_rows``
+        prices: past them the answer is refused rather than held whole in memory."""
+        held = sum(len(batch) for batch in self._pending)
+        while held <= max_rows:
+            batch = await anext(self._rest, None)
+            if batch is None:
+                return
+            self._pending.append(batch)
+            held += len(batch)
+        raise AnswerTooLarge(
+            f"a strict=true answer holds at most {max_rows} prices and this one has more:"
+            " narrow duration or exchange, or ask without strict=true (it streams)",
+            limit="FEDERATION_STRICT_MAX_ROWS",
+            maximum=max_rows,
+        )
 
     async def body(self) -> AsyncIterator[bytes]:
         head = orjson.dumps(self.head)

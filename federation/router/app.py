@@ -7,7 +7,9 @@ The shared ``httpx.AsyncClient`` and the alerts database belong to the lifespan.
 Cross-cutting work is ASGI middleware around the routes: metrics
 (:class:`~federation.router.metrics.RequestMetrics`) outside the error path
 (:mod:`federation.router.errors`), so a 500 is counted as sent, then the API keys
-(:mod:`federation.router.auth`), so a refusal is counted too.
+(:mod:`federation.router.auth`), so a refusal is counted too, and inside them the
+request body's limits (:mod:`federation.router.limits`). Each route's docstring is its
+entry in /openapi.json (:mod:`federation.router.contract` builds the description).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.schemas import SchemaGenerator
 
 from alerts.api import AlertsContext
 from alerts.api import routes as alert_routes
@@ -36,22 +37,20 @@ from federation import __version__
 from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.errors import APIError
 from federation.core.influx import Connect, InfluxClient, ShardClient
-from federation.core.inputs import reject_unknown
+from federation.core.inputs import query_params
 from federation.core.mapwatch import MapWatcher
 from federation.core.shardmap import Shard, ShardMap, load_shard_map
 from federation.router.auth import ApiKeyAuth
+from federation.router.contract import document
 from federation.router.errors import UnhandledErrors, api_error, http_error
 from federation.router.fanout import Federation
+from federation.router.limits import BodyLimits
 from federation.router.metrics import RequestMetrics, RouterMetrics
 from federation.router.params import PairQuery
 from federation.router.ranktable import RankTable
 from federation.router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
-
-schemas = SchemaGenerator(
-    {"openapi": "3.0.0", "info": {"title": "Crypto price federation", "version": __version__}}
-)
 
 
 class ORJSONResponse(JSONResponse):
@@ -66,21 +65,31 @@ def _federation(request: Request) -> Federation:
 
 async def health(request: Request) -> Response:
     """
+    summary: The router process lives.
     responses:
       200:
         description: The router process is alive.
+        content:
+          application/json: {schema: {$ref: "#/components/schemas/Health"}}
     """
+    query_params(request.query_params.multi_items(), ())
     return ORJSONResponse({"status": "ok", "version": __version__})
 
 
 async def ready(request: Request) -> Response:
     """
+    summary: Whether every shard answers /ping.
     responses:
       200:
         description: Every shard answers /ping.
+        content:
+          application/json: {schema: {$ref: "#/components/schemas/Ready"}}
       503:
         description: Some shards do not answer; their names are listed.
+        content:
+          application/json: {schema: {$ref: "#/components/schemas/Ready"}}
     """
+    query_params(request.query_params.multi_items(), ())
     gathered = await _federation(request).ready()
     missing = sorted(gathered.missing)
     body = {"ready": not missing, "missing_shards": missing}
@@ -89,11 +98,14 @@ async def ready(request: Request) -> Response:
 
 async def shards(request: Request) -> Response:
     """
+    summary: The shard map in force and each shard's state.
     responses:
       200:
         description: The shard map in force and each shard's state, series and pairs.
+        content:
+          application/json: {schema: {$ref: "#/components/schemas/ShardsStatus"}}
     """
-    reject_unknown(request.query_params, ())
+    query_params(request.query_params.multi_items(), ())
     body = await _federation(request).shard_status()
     watcher: MapWatcher | None = request.app.state.watcher
     if watcher is not None:
@@ -116,47 +128,79 @@ def _spool_status(path: Path) -> dict[str, Any] | None:
 
 async def pairs(request: Request) -> Response:
     """
+    summary: Every known pair with the exchanges that quote it.
     responses:
       200:
         description: Every known pair with the exchanges that quote it.
+        content:
+          application/json: {schema: {$ref: "#/components/schemas/Pairs"}}
     """
-    reject_unknown(request.query_params, ())
+    query_params(request.query_params.multi_items(), ())
     return ORJSONResponse(await _federation(request).pairs())
 
 
 async def metrics(request: Request) -> Response:
+    """
+    summary: Prometheus metrics of the router.
+    responses:
+      200:
+        description: The metrics, in Prometheus' text format.
+        content:
+          text/plain: {schema: {type: string}}
+    """
+    query_params(request.query_params.multi_items(), ())
     registry = _federation(request).metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 async def openapi(request: Request) -> Response:
-    return ORJSONResponse(schemas.get_schema(routes=request.app.routes))
+    """
+    summary: This description.
+    responses:
+      200:
+        description: The OpenAPI 3.1 description of the API.
+        content:
+          application/json: {schema: {type: object}}
+    """
+    query_params(request.query_params.multi_items(), ())
+    return ORJSONResponse(request.app.state.openapi)
 
 
 async def pair(request: Request) -> Response:
     """
+    summary: One pair's rank and prices, merged from every shard.
     parameters:
-      - {name: pair, in: path, required: true, schema: {type: string}, example: btcusd}
-      - {name: exchange, in: query, schema: {type: string}, example: binance-us}
-      - {name: duration, in: query, schema: {type: string, default: -24h}, example: -1h}
-      - {name: strict, in: query, schema: {type: boolean, default: false}}
+      - {$ref: "#/components/parameters/Pair"}
+      - {$ref: "#/components/parameters/Exchange"}
+      - {$ref: "#/components/parameters/Duration"}
+      - {$ref: "#/components/parameters/Strict"}
     responses:
       200:
         description: >
           The pair's standard-deviation rank among all (exchange, pair) series and its
           prices in the window, merged from every shard; partial is true (with the
           missing shard names) when shards that may hold data did not answer.
+        content:
+          application/json: {schema: {$ref: "#/components/schemas/PairAnswer"}}
       400:
-        description: A malformed parameter; the body names it.
+        description: A malformed, unknown or repeated parameter; the body names it.
       404:
         description: No shard holds the pair (on that exchange).
+      422:
+        description: >
+          strict=true and the answer holds more prices than FEDERATION_STRICT_MAX_ROWS
+          (ask without strict=true: it streams).
       503:
-        description: strict=true and shards were missing.
+        description: >
+          strict=true and shards were missing; or FEDERATION_RANK_BUILDS rank tables of
+          other windows are being built (with Retry-After).
     """
     federation = _federation(request)
     settings: RouterSettings = request.app.state.settings
     query = PairQuery.parse(
-        request.path_params["pair"], request.query_params, settings.max_duration.seconds
+        request.path_params["pair"],
+        request.query_params.multi_items(),
+        settings.max_duration.seconds,
     )
     answer = await federation.pair_answer(query)
     return StreamingResponse(answer.body(), media_type="application/json")
@@ -197,6 +241,7 @@ def create_app(
                 connect or influx,
                 shard_timeout=settings.shard_timeout,
                 deadline_s=settings.deadline_s,
+                strict_max_rows=settings.strict_max_rows,
                 metrics=router_metrics,
             )
             app.state.federation = federation
@@ -204,7 +249,11 @@ def create_app(
             tasks = []
             if settings.rank_refresh_s:
                 federation.ranks = RankTable(
-                    federation.gather_answers, refresh_s=settings.rank_refresh_s, clock=clock
+                    federation.gather_answers,
+                    refresh_s=settings.rank_refresh_s,
+                    max_windows=settings.rank_windows,
+                    max_builds=settings.rank_builds,
+                    clock=clock,
                 )
                 tasks.append(asyncio.create_task(federation.ranks.run(stop)))
             app.state.watcher = None
@@ -237,8 +286,8 @@ def create_app(
         Route("/ready", ready),
         Route("/shards", shards),
         Route("/pairs", pairs),
-        Route("/metrics", metrics, include_in_schema=False),
-        Route("/openapi.json", openapi, include_in_schema=False),
+        Route("/metrics", metrics),
+        Route("/openapi.json", openapi),
         *alert_routes(),  # before the /{pair} catch-all
         Route("/{pair}", pair),
     ]
@@ -248,9 +297,11 @@ def create_app(
         middleware=[
             Middleware(RequestMetrics, router_metrics),
             Middleware(UnhandledErrors),
-            Middleware(ApiKeyAuth, settings.api),
+            Middleware(ApiKeyAuth, settings.api, routes),
+            Middleware(BodyLimits, max_bytes=settings.max_body, timeout_s=settings.body_timeout_s),
         ],
         exception_handlers={APIError: api_error, HTTPException: http_error},
     )
     app.state.settings = settings
+    app.state.openapi = document(routes, settings)
     return app

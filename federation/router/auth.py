@@ -11,8 +11,10 @@ JSON errors (401 with ``WWW-Authenticate: Bearer``); the key itself is never log
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 
 from starlette.datastructures import Headers
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from federation.core.apikeys import LOCAL, ApiKeys, Principal, bearer
@@ -22,8 +24,13 @@ from federation.router.errors import render
 PUBLIC = ("/health", "/ready")
 
 
-def is_alerts(path: str) -> bool:
-    return path == "/alerts" or path.startswith("/alerts/")
+def needs_key(path: str, keys: ApiKeys) -> bool:
+    """Whether a request to ``path`` needs a principal (see :mod:`federation.router.auth`)."""
+    return (
+        path == "/alerts"
+        or path.startswith("/alerts/")
+        or (keys.prices_need_key and path not in PUBLIC)
+    )
 
 
 def is_loopback(scope: Scope) -> bool:
@@ -55,15 +62,21 @@ def principal_of(scope: Scope, keys: ApiKeys) -> Principal:
 
 
 class ApiKeyAuth:
-    def __init__(self, app: ASGIApp, keys: ApiKeys) -> None:
+    """Checks the key of a request that a route serves (path and method): a method the
+    path does not have is routing's 405 with ``Allow``, whoever asks."""
+
+    def __init__(self, app: ASGIApp, keys: ApiKeys, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.keys = keys
+        self.routes = routes
+
+    def _served(self, scope: Scope) -> bool:
+        return not self.routes or any(r.matches(scope)[0] == Match.FULL for r in self.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            protected = is_alerts(path) or (self.keys.prices_need_key and path not in PUBLIC)
-            if protected:
+            if needs_key(path, self.keys) and self._served(scope):
                 try:
                     principal = principal_of(scope, self.keys)
                 except APIError as exc:

@@ -3,13 +3,14 @@
 
 - :class:`~federation.core.errors.APIError` (bad input, unknown pair, strict and shards
   missing): its own status and JSON, from :func:`api_error`;
-- routing's 404 and 405: JSON from :func:`http_error`;
+- routing's 404 and 405: JSON from :func:`http_error` (a 405 with its ``Allow`` header);
 - anything else: :class:`UnhandledErrors`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def json_error(
-    content: dict[str, Any], status_code: int, headers: dict[str, str] | None = None
+    content: dict[str, Any], status_code: int, headers: Mapping[str, str] | None = None
 ) -> Response:
     return Response(
         orjson.dumps(content), status_code, headers=headers, media_type="application/json"
@@ -43,7 +44,8 @@ async def api_error(request: Request, exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return json_error({"error": exc.detail, "code": "http_error"}, exc.status_code)
+    body = {"error": exc.detail, "code": "http_error"}
+    return json_error(body, exc.status_code, exc.headers)
 
 
 class UnhandledErrors:

@@ -51,11 +51,13 @@ class Federation:
         *,
         shard_timeout: float = 10.0,
         deadline_s: float = 30.0,
+        strict_max_rows: int = 100_000,
         metrics: RouterMetrics | None = None,
     ) -> None:
         self.shard_map = shard_map
         self.shard_timeout = shard_timeout
         self.deadline_s = deadline_s
+        self.strict_max_rows = strict_max_rows
         self.ranks: RankTable | None = None  # set when the rank is precomputed
         self.metrics = metrics or RouterMetrics()
         self._connect = connect
@@ -187,7 +189,7 @@ class Federation:
             if first is None and rank is None and not answer.missing():
                 await self._raise_if_unknown(q)
             if q.strict:
-                await answer.read_all()
+                await answer.read_all(self.strict_max_rows)
                 missing = answer.missing()
                 if missing:
                     log.warning(

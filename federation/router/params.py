@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from federation.core.durations import Duration
 from federation.core.errors import BadParameter
-from federation.core.inputs import parse_bool, parse_id, reject_unknown
+from federation.core.inputs import parse_bool, parse_id, query_params
 
 
 def parse_duration(value: str, max_seconds: int) -> Duration:
@@ -31,9 +31,10 @@ class PairQuery:
     strict: bool
 
     @classmethod
-    def parse(cls, pair: str, params: Mapping[str, str], max_seconds: int) -> PairQuery:
-        reject_unknown(params, ("exchange", "duration", "strict"))
-        exchange = params.get("exchange") or None
+    def parse(cls, pair: str, items: Iterable[tuple[str, str]], max_seconds: int) -> PairQuery:
+        """From the path's pair and the query's ``(name, value)`` pairs."""
+        params = query_params(items, ("exchange", "duration", "strict"))
+        exchange = params.get("exchange")
         return cls(
             pair=parse_id("pair", pair),
             exchange=None if exchange is None else parse_id("exchange", exchange),

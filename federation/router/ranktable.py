@@ -19,6 +19,13 @@ A request whose pair has prices in the window but no row in the table (its point
 written after the table was built: a backfill, a spool replaying) asks for a refresh
 at once (:meth:`RankTable.refreshed_since`); one runs at a time, shared by every
 request waiting for it.
+
+On-demand work is bounded, since any client can ask for any window: a window is rounded
+to the minute (to the hour beyond ``keep_hours``), so ``-3601s`` and ``-60m`` share one
+table and at most a few thousand windows exist; at most ``max_windows`` of their tables
+are kept (the least recently used is dropped); at most ``max_builds`` are built at once,
+and a request for yet another window is refused with 503 and ``Retry-After``
+(:class:`~federation.core.errors.Busy`) rather than queued.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -34,6 +42,7 @@ import pandas as pd
 from federation.core import influxql
 from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.durations import Duration
+from federation.core.errors import Busy
 from federation.core.influxql import Statement, TimeRange
 from federation.core.periodic import Periodic
 from federation.core.timefmt import iso_time
@@ -76,6 +85,8 @@ class RankTable:
         keep_hours: int = 25,
         refresh_s: float = 60.0,
         delay_s: float = 2.0,
+        max_windows: int = 64,
+        max_builds: int = 4,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._gather = gather
@@ -85,10 +96,16 @@ class RankTable:
         self.delay_s = delay_s  # after a tick boundary, so the tick's points are stored
         self._hours: dict[int, _Hour] = {}
         self.as_of: int | None = None
-        self._cache: dict[int, asyncio.Future[RankSnapshot]] = {}
         self._lock = asyncio.Lock()  # one refresh at a time: the loop's or a request's
         self._asked: asyncio.Task[None] | None = None  # the refresh requests wait on
         self._asked_at = 0  # epoch ms when it was asked for
+        self._cache: dict[int, asyncio.Future[RankSnapshot]] = {}  # the default windows
+        # Other windows, least recently used first; a build in progress is an unfinished
+        # future, shared by every request for its window.
+        self._on_demand_cache: OrderedDict[int, asyncio.Future[RankSnapshot]] = OrderedDict()
+        self._builds: set[asyncio.Future[RankSnapshot]] = set()  # on-demand, under way
+        self.max_windows = max_windows
+        self.max_builds = max_builds
         self.ready = asyncio.Event()  # set once the first refresh is done
         self.tried = asyncio.Event()  # set once the first refresh ended, done or failed
         self.clock = clock
@@ -147,6 +164,7 @@ class RankTable:
         edges: dict[TimeRange, asyncio.Task[tuple[pd.DataFrame, set[str]]]] = {}
         snapshots = {w.seconds: await self._build(w.seconds * 1000, t, edges) for w in self.windows}
         self._cache = {}
+        self._on_demand_cache = OrderedDict()
         for seconds, snapshot in snapshots.items():
             self._cache[seconds] = asyncio.get_running_loop().create_future()
             self._cache[seconds].set_result(snapshot)
@@ -231,23 +249,47 @@ class RankTable:
         table = sort_table(moments.stddev(moments.combine(parts)))
         return RankSnapshot(table, t, missing)
 
+    def rounded(self, duration: Duration) -> int:
+        """The seconds of the window whose table serves ``duration``: to the minute, to
+        the hour beyond ``keep_hours``, at least one step."""
+        step = 60 if duration.seconds <= self.keep_hours * 3600 else 3600
+        return max(step, (duration.seconds + step // 2) // step * step)
+
     async def snapshot(self, duration: Duration) -> RankSnapshot | None:
         """The table of ``duration`` as of the last refresh; None before the first one."""
         if self.as_of is None:
             return None
-        cached = self._cache.get(duration.seconds)
-        if cached is None:
-            cached = self._cache[duration.seconds] = asyncio.ensure_future(
-                self._on_demand(duration, self.as_of)
-            )
+        seconds = self.rounded(duration)
+        cached = self._cache.get(duration.seconds) or self._cache.get(seconds)
+        if cached is not None:
+            return await asyncio.shield(cached)
+        cached = self._on_demand_cache.get(seconds)
+        if cached is not None:
+            self._on_demand_cache.move_to_end(seconds)
+        else:
+            if len(self._builds) >= self.max_builds:
+                raise Busy(
+                    f"{self.max_builds} rank tables of other windows are being built; ask again"
+                    " in a moment, or for -1h or -24h",
+                    limit="FEDERATION_RANK_BUILDS",
+                    maximum=self.max_builds,
+                    retry_after_s=1,
+                )
+            cached = asyncio.ensure_future(self._on_demand(seconds, self.as_of))
+            self._builds.add(cached)
+            cached.add_done_callback(self._builds.discard)
+            self._on_demand_cache[seconds] = cached
+            while len(self._on_demand_cache) > self.max_windows:
+                self._on_demand_cache.popitem(last=False)
         try:
             return await asyncio.shield(cached)
         except Exception:
-            self._cache.pop(duration.seconds, None)
+            if self._on_demand_cache.get(seconds) is cached:
+                del self._on_demand_cache[seconds]
             raise
 
-    async def _on_demand(self, duration: Duration, t: int) -> RankSnapshot:
-        window_ms = duration.seconds * 1000
+    async def _on_demand(self, seconds: int, t: int) -> RankSnapshot:
+        window_ms = seconds * 1000
         if window_ms <= self.keep_hours * HOUR_MS:
             return await self._build(window_ms, t, {})
         condition = _cond(t - window_ms, t, False, True)

@@ -59,6 +59,45 @@ class RouterSettings(ProcessSettings):
         env="FEDERATION_MAX_DURATION",
         help="the longest window a query may ask for",
     )
+    max_body: int = setting(
+        16_384,
+        env="FEDERATION_MAX_BODY",
+        ge=1024,
+        le=100 * 1024 * 1024,
+        help="bytes a request body may hold; a larger one is refused with 413 from its"
+        " Content-Length before it is read, or as soon as a chunked one passes it",
+    )
+    body_timeout_s: float = setting(
+        10.0,
+        env="FEDERATION_BODY_TIMEOUT",
+        ge=0.1,
+        le=600,
+        help="seconds a request body may take to arrive in full; then 408",
+    )
+    strict_max_rows: int = setting(
+        100_000,
+        env="FEDERATION_STRICT_MAX_ROWS",
+        ge=1,
+        le=100_000_000,
+        help="prices a strict=true answer may hold (it is read whole before it is sent);"
+        " a larger one is refused with 422",
+    )
+    rank_windows: int = setting(
+        64,
+        env="FEDERATION_RANK_WINDOWS",
+        ge=1,
+        le=100_000,
+        help="rank tables of on-demand windows kept until the next refresh; past it the"
+        " least recently used is dropped",
+    )
+    rank_builds: int = setting(
+        4,
+        env="FEDERATION_RANK_BUILDS",
+        ge=1,
+        le=1000,
+        help="rank tables of on-demand windows built at once; past it a request for another"
+        " window is refused with 503 and Retry-After",
+    )
     api: ApiKeys = Field(default_factory=ApiKeys)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     credentials: Credentials = Field(default_factory=Credentials)

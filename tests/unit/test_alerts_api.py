@@ -73,6 +73,7 @@ async def test_events_of_new_subscription_are_empty(client: httpx.AsyncClient) -
         ({"webhook": "not a url"}, "webhook"),
         ({"email": "not-an-email"}, "email"),
         ({}, "webhook"),
+        ({"webhook": None, "email": "ops@example.com"}, "webhook"),
         ({"webhook": HOOK, "email": "ops@example.com"}, "webhook"),
         ({"webhook": HOOK, "factor": 1}, "factor"),
         ({"webhook": HOOK, "factor": 0.5}, "factor"),
@@ -97,6 +98,7 @@ async def test_events_of_new_subscription_are_empty(client: httpx.AsyncClient) -
         "not-url",
         "email",
         "neither",
+        "webhook-null",
         "both",
         "factor-one",
         "factor-low",
@@ -131,7 +133,7 @@ async def test_body_that_is_not_json_is_400(client: httpx.AsyncClient) -> None:
     ("path", "status", "parameter"),
     [
         ("/alerts/0123456789abcdef0123456789abcdef", 404, "id"),
-        ("/alerts/nope", 404, "id"),
+        ("/alerts/nope", 400, "id"),
         ("/alerts/0123456789abcdef0123456789abcdef/events", 404, "id"),
         ("/alerts?limit=5", 400, "limit"),
     ],
@@ -144,7 +146,11 @@ async def test_bad_lookup_names_the_parameter(
     assert (response.status_code, response.json()["parameter"]) == (status, parameter)
 
 
-@pytest.mark.parametrize("limit", ["0", "501", "ten"])
+@pytest.mark.parametrize(
+    "limit",
+    ["0", "501", "ten", "\u2081", "5&limit=6"],
+    ids=["zero", "over", "word", "subscript", "repeated"],
+)
 async def test_events_limit_is_checked(client: httpx.AsyncClient, limit: str) -> None:
     sub = (await client.post("/alerts", json={"webhook": HOOK})).json()
     response = await client.get(f"/alerts/{sub['id']}/events?limit={limit}")

@@ -9,7 +9,7 @@ MAX = 30 * 86400
 
 
 def test_pair_query_defaults() -> None:
-    query = PairQuery.parse("BTCUSD", {}, MAX)
+    query = PairQuery.parse("BTCUSD", [], MAX)
     assert (query.pair, query.exchange, str(query.duration), query.strict) == (
         "btcusd",
         None,
@@ -47,7 +47,7 @@ def test_pair_query_bad_input_names_parameter(
     pair: str, params: dict[str, str], parameter: str
 ) -> None:
     with pytest.raises(BadParameter) as info:
-        PairQuery.parse(pair, params, MAX)
+        PairQuery.parse(pair, params.items(), MAX)
     assert info.value.parameter == parameter
     assert info.value.status == 400
 
@@ -58,10 +58,10 @@ def test_pair_query_bad_input_names_parameter(
     ids=["dex-pool", "dots-in-both"],
 )
 def test_pair_query_dot_in_id_accepted(pair: str, exchange: str, expected: tuple[str, str]) -> None:
-    query = PairQuery.parse(pair, {"exchange": exchange}, MAX)
+    query = PairQuery.parse(pair, [("exchange", exchange)], MAX)
     assert (query.pair, query.exchange) == expected
 
 
 def test_pair_query_huge_duration_is_too_long_not_malformed() -> None:
     with pytest.raises(BadParameter, match="longer than the 30d"):
-        PairQuery.parse("btcusd", {"duration": "-99999999999d"}, MAX)
+        PairQuery.parse("btcusd", [("duration", "-99999999999d")], MAX)

@@ -82,6 +82,9 @@ async def test_pair_rank_counts_the_series_of_every_shard() -> None:
         ("/btcusd?exchange=a%27%20OR%20%271%27=%271", "exchange"),
         ("/" + "x" * 100, "pair"),
         ("/btcusd?strict=perhaps", "strict"),
+        ("/btcusd?strict=TRUE", "strict"),
+        ("/btcusd?exchange=", "exchange"),
+        ("/btcusd?duration=-1h&duration=-2h", "duration"),
     ],
     ids=[
         "pair-quote",
@@ -90,6 +93,9 @@ async def test_pair_rank_counts_the_series_of_every_shard() -> None:
         "exchange-injection",
         "pair-long",
         "strict",
+        "strict-upper",
+        "exchange-empty",
+        "repeated",
     ],
 )
 async def test_pair_bad_input_is_400_naming_parameter(path: str, parameter: str) -> None:
@@ -163,6 +169,24 @@ async def test_unknown_route_method_is_json() -> None:
         response = await client.post("/btcusd")
     assert response.status_code == 405
     assert "error" in response.json()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/btcusd", "GET, HEAD"),
+        ("PATCH", "/alerts", "GET, HEAD, POST"),
+        ("PUT", "/alerts/0123456789abcdef0123456789abcdef", "GET, HEAD, DELETE"),
+        ("DELETE", "/health", "GET, HEAD"),
+    ],
+    ids=["pair", "alerts", "alert", "health"],
+)
+async def test_method_not_allowed_is_405_with_allow(method: str, path: str, allow: str) -> None:
+    async with router(fake_shards()) as client:
+        response = await client.request(method, path)
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == set(allow.split(", "))
+    assert response.json()["code"] == "http_error"
 
 
 async def test_openapi_lists_pair_endpoint() -> None:

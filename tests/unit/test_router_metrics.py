@@ -39,7 +39,7 @@ async def test_streamed_answer_is_timed_to_its_last_byte() -> None:
         ("/btcusd", "/{pair}", "200"),
         ("/btcusd?duration=24h", "/{pair}", "400"),
         ("/nopeusd", "/{pair}", "404"),
-        ("/alerts/nope", "/alerts/{id}", "404"),
+        ("/alerts/0123456789abcdef0123456789abcdef", "/alerts/{id}", "404"),
         ("/health", "/health", "200"),
         ("/no/such/route", "unmatched", "404"),
     ],
