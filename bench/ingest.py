@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2
 import pandas as pd
 import psutil
 
@@ -135,7 +135,7 @@ async def run_ingester(
     local: LocalCluster, frames: list[pd.DataFrame], ticks: int, spool_dir: Path
 ) -> Result:
     shard_map = local.shard_map
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as http:
+    async with httpx2.AsyncClient(limits=httpx2.Limits(max_connections=64)) as http:
         clients = clients_for(shard_map, http, credentials=Credentials(), timeout=10)
         await ensure_databases(clients)
         writer = ShardWriter(shard_map, clients, spool=Spool(spool_dir))
@@ -164,7 +164,7 @@ async def run_baseline(local: LocalCluster, frames: list[pd.DataFrame], ticks: i
     url, params = shard.url + "/write", {"db": local.shard_map.database, "precision": "ms"}
     source = Frames(frames)
     durations: list[float] = []
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
 
         async def tick(tick_ms: int) -> None:
             started = time.perf_counter()
@@ -202,7 +202,7 @@ async def run_outage(
     local: LocalCluster, frames: list[pd.DataFrame], ticks: int, spool_dir: Path
 ) -> SpoolRun:
     shard_map = local.shard_map
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as http:
+    async with httpx2.AsyncClient(limits=httpx2.Limits(max_connections=64)) as http:
         clients = clients_for(shard_map, http, credentials=Credentials(), timeout=10)
         await ensure_databases(clients)
         spool = Spool(spool_dir)

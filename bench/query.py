@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2
 import psutil
 
 from bench.report import IMG, write_section
@@ -62,7 +62,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def load(shard_map: ShardMap, series: int) -> None:
-    async with httpx.AsyncClient(timeout=120) as http:
+    async with httpx2.AsyncClient(timeout=120) as http:
         clients = clients_for(shard_map, http, credentials=Credentials(), timeout=120)
         await ensure_databases(clients)
         writer, end = ShardWriter(shard_map, clients), now_ms() // 60_000 * 60_000
@@ -87,7 +87,7 @@ async def measure(shard_map: ShardMap, series: int, runs: int) -> Result:
     router = await asyncio.to_thread(start_router, config, port)
     url = f"http://127.0.0.1:{port}/{PAIR}"
     try:
-        async with httpx.AsyncClient(timeout=120) as http:
+        async with httpx2.AsyncClient(timeout=120) as http:
             body = await wait_for_table(http, url)
             owner = shard_map.by_name(shard_map.owners(PAIR)[0])
             direct = InfluxClient(owner, http, shard_map.database, timeout=120)
@@ -150,20 +150,20 @@ def start_router(config: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-async def wait_for_table(http: httpx.AsyncClient, url: str) -> dict[str, object]:
+async def wait_for_table(http: httpx2.AsyncClient, url: str) -> dict[str, object]:
     for _ in range(600):
         try:
             body: dict[str, object] = (await http.get(url)).json()
             if "rank_as_of" in body and not body["partial"]:  # a complete first table
                 return body
-        except (httpx.HTTPError, ValueError):
+        except (httpx2.HTTPError, ValueError):
             pass
         await asyncio.sleep(0.5)
     raise RuntimeError("the router never built its rank table")
 
 
 async def load_test(
-    http: httpx.AsyncClient, url: str, process: psutil.Process, clients: int = 50
+    http: httpx2.AsyncClient, url: str, process: psutil.Process, clients: int = 50
 ) -> tuple[float, float]:
     """Requests/s with ``clients`` concurrent 24 h requests, and the RSS growth meanwhile."""
     base = process.memory_info().rss
@@ -187,7 +187,7 @@ async def load_test(
 
 async def original(shard_map: ShardMap, runs: int) -> float:
     """The original's request on one InfluxDB: prices, then the rank, one after the other."""
-    async with httpx.AsyncClient(timeout=600) as http:
+    async with httpx2.AsyncClient(timeout=600) as http:
         client = InfluxClient(shard_map.shards[0], http, shard_map.database, timeout=600)
 
         async def request() -> None:

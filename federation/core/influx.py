@@ -4,9 +4,14 @@
 Every failure becomes a :class:`~federation.core.errors.ShardError`: a transport error,
 timeout or 5xx is :class:`ShardUnavailable` (retry later), any other 4xx is
 :class:`ShardRejected` (retrying cannot help), and an error InfluxDB reports inside a
-200 answer is :class:`QueryError`. The ``httpx.AsyncClient`` is passed in: its owner
+200 answer is :class:`QueryError`. The ``httpx2.AsyncClient`` is passed in: its owner
 (the app's lifespan, the ingester) decides its lifetime and connection limits; so are
 the credentials, which the process's settings read from the environment at start.
+
+The transport is httpx2 (httpcore2), not httpx: httpcore 1.0.9 loses a pool slot for
+good each time a request is cancelled while it waits for a connection (a burst past the
+shard timeout left every slot lost and every later request failing), and httpcore2 has
+the fix. The measurement that chose it is in docs/benchmarks.md.
 
 Callers depend on :class:`ShardClient`, the interface :class:`InfluxClient` implements,
 so tests can put a fake shard behind the same calls.
@@ -22,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
+import httpx2 as httpx
 import orjson
 
 from federation.core import influxql
@@ -306,3 +311,18 @@ def _unescape(text: str) -> str:
     for ch in chars:
         out.append(next(chars, "") if ch == "\\" else ch)
     return "".join(out)
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    connections: int  # open to the shards
+    in_use: int  # carrying a request now
+    waiting: int  # requests queued for a connection
+
+
+def pool_status(http: httpx.AsyncClient) -> PoolStatus:
+    """What the client's connection pool holds now (a pool that loses slots shows here)."""
+    pool = http._transport._pool  # type: ignore[attr-defined]
+    connections = list(pool.connections)
+    in_use = sum(not c.is_idle() for c in connections)
+    return PoolStatus(len(connections), in_use, len(pool._requests))

@@ -3,7 +3,8 @@
 Routes: ``GET /{pair}`` (the original service's endpoint), ``/health`` (the process
 lives), ``/ready`` (every shard answers ``/ping``), ``/shards``, ``/pairs``, ``/metrics``,
 ``/openapi.json`` and the alert subscriptions (``/alerts...``, from :mod:`alerts.api`).
-The shared ``httpx.AsyncClient`` and the alerts database belong to the lifespan.
+The shard clients' shared ``httpx2.AsyncClient`` and the alerts database belong to the
+lifespan.
 Cross-cutting work is ASGI middleware around the routes: metrics
 (:class:`~federation.router.metrics.RequestMetrics`) outside the error path
 (:mod:`federation.router.errors`), so a 500 is counted as sent, then the API keys
@@ -21,7 +22,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -224,9 +225,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
+        limits = httpx2.Limits(max_connections=100, max_keepalive_connections=50)
         async with (
-            httpx.AsyncClient(limits=limits) as http,
+            httpx2.AsyncClient(limits=limits) as http,
             AlertsContext.open(settings.alerts) as app.state.alerts,
         ):
 
@@ -244,7 +245,7 @@ def create_app(
                 strict_max_rows=settings.strict_max_rows,
                 metrics=router_metrics,
             )
-            app.state.federation = federation
+            app.state.federation, app.state.shard_http = federation, http
             stop = asyncio.Event()
             tasks = []
             if settings.rank_refresh_s:

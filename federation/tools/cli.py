@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-import httpx
+import httpx2
 import uvicorn
 from rich.progress import (
     BarColumn,
@@ -221,7 +221,7 @@ def stack(settings: StackSettings, env: Mapping[str, str]) -> int:
 async def _rebalance(settings: RebalanceSettings) -> int:
     shard_map = load_shard_map(settings.config_path)
     window_ns = settings.window.seconds * 1_000_000_000
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         clients = clients_for(shard_map, http, credentials=settings.credentials, timeout=120.0)
         rebalancer = Rebalancer(shard_map, clients, window_ns=window_ns)
         moves = await rebalancer.plan()

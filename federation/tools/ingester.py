@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
+import httpx2
 
 from alerts.service import AlertService
 from federation.core.clock import now_ms
@@ -106,9 +107,12 @@ def make_source(settings: IngestSettings, http: httpx.AsyncClient) -> Source:
 async def run(settings: IngesterSettings) -> int:
     ingest = settings.ingest
     shard_map: ShardMap = load_shard_map(settings.config_path)
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as http:
+    async with (
+        httpx.AsyncClient() as http,
+        httpx2.AsyncClient(limits=httpx2.Limits(max_connections=64)) as shard_http,
+    ):
         clients = clients_for(
-            shard_map, http, credentials=settings.credentials, timeout=ingest.write_timeout_s
+            shard_map, shard_http, credentials=settings.credentials, timeout=ingest.write_timeout_s
         )
         spool = None
         if not ingest.no_spool:
@@ -131,7 +135,7 @@ async def run(settings: IngesterSettings) -> int:
                     if same and old is not None
                     else InfluxClient(
                         shard,
-                        http,
+                        shard_http,
                         new.database,
                         timeout=ingest.write_timeout_s,
                         headers=settings.credentials.headers(shard.name),

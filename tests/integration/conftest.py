@@ -11,7 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
+import httpx2
 import pytest
 
 from federation.core import influx
@@ -59,12 +59,12 @@ def shard_map_for(local: LocalCluster, replication: int = 1) -> ShardMap:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+async def http() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient() as client:
         yield client
 
 
-async def clients_for(shard_map: ShardMap, http: httpx.AsyncClient) -> dict[str, InfluxClient]:
+async def clients_for(shard_map: ShardMap, http: httpx2.AsyncClient) -> dict[str, InfluxClient]:
     """One client per shard, with the map's database created on each."""
     clients = influx.clients_for(shard_map, http, credentials=Credentials())
     await influx.ensure_databases(clients, timeout_s=10)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 import pytest
 
 from federation.core.credentials import Credentials
@@ -41,13 +41,13 @@ def test_credentials_are_not_in_the_repr() -> None:
 async def test_credentials_go_with_every_request_of_their_shard() -> None:
     seen: dict[str, str | None] = {}
 
-    def shard(request: httpx.Request) -> httpx.Response:
+    def shard(request: httpx2.Request) -> httpx2.Response:
         seen[request.url.host] = request.headers.get("Authorization")
-        return httpx.Response(204)
+        return httpx2.Response(204)
 
     shard_map = ShardMap((Shard("a", "http://a.test"), Shard("b", "http://b.test")))
     credentials = Credentials(token="all", per_shard={"INFLUX_TOKEN_B": "bee"})
-    async with httpx.AsyncClient(transport=httpx.MockTransport(shard)) as http:
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(shard)) as http:
         for client in clients_for(shard_map, http, credentials=credentials).values():
             await client.ping()
     assert seen == {"a.test": "Token all", "b.test": "Token bee"}

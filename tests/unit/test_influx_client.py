@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from federation.core.errors import QueryError, ShardError, ShardRejected, ShardUnavailable
