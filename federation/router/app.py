@@ -41,6 +41,7 @@ from federation.core.shardmap import Shard, ShardMap, load_shard_map
 from federation.router.errors import UnhandledErrors, api_error, http_error
 from federation.router.fanout import Federation
 from federation.router.metrics import RequestMetrics, RouterMetrics
+from federation.router.page import routes as page_routes
 from federation.router.params import PairQuery
 from federation.router.ranktable import RankTable
 from federation.router.settings import RouterSettings
@@ -230,6 +231,7 @@ def create_app(
         Route("/metrics", metrics, include_in_schema=False),
         Route("/openapi.json", openapi, include_in_schema=False),
         *alert_routes(),  # before the /{pair} catch-all
+        *page_routes(),  # GET / and /static/...: the page
         Route("/{pair}", pair),
     ]
     app = Starlette(
