@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the project needs from the system, on Debian/Ubuntu: Python's venv
-# module and InfluxDB 1.x (influxd). Elsewhere it says what to install and fails.
+# module, InfluxDB 1.x (influxd) and Chromium (the page's browser tests drive it through
+# Playwright, which never downloads a browser here). Elsewhere it says what to install
+# and fails.
 set -euo pipefail
 
 need=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 if [ -z "${INFLUXD:-}" ] && ! command -v influxd >/dev/null && [ ! -x /usr/bin/influxd ]; then
     need+=(influxdb)
+fi
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+    need+=(chromium)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
@@ -19,7 +24,8 @@ if [ -f /etc/debian_version ]; then
     # project starts one influxd per local shard on its own ports).
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 else
-    echo "missing: ${need[*]}. Install Python 3.11+ with venv and InfluxDB 1.x (influxd on PATH," >&2
-    echo "or INFLUXD=/path/to/influxd), then run make again." >&2
+    echo "missing: ${need[*]}. Install Python 3.11+ with venv, InfluxDB 1.x (influxd on PATH," >&2
+    echo "or INFLUXD=/path/to/influxd) and Chromium (chromium on PATH, or" >&2
+    echo "CHROMIUM=/path/to/chromium), then run make again." >&2
     exit 1
 fi
