@@ -197,6 +197,7 @@ async function loadPair() {
     });
     if (pair !== state.pair || win !== state.window) return; // a newer choice won
     drawPair(answer);
+    showMessage(""); // a poll that succeeds clears the error of one that failed
     document.body.dataset.state = "drawn";
   } catch (err) {
     if (controller.signal.aborted) return;
@@ -329,6 +330,7 @@ async function loadShards() {
     const body = await api("/shards", { signal: controller.signal });
     state.shards = body;
     drawShards(body);
+    showMessage("");
     document.body.dataset.state = "drawn";
   } catch (err) {
     if (controller.signal.aborted) return;
@@ -551,10 +553,11 @@ function start() {
     render();
   });
   writeUrl(false);
-  render();
-  if (state.view !== "pair" || state.pair) {
-    loadPairs().catch((err) => showMessage(describe(err)));
-  }
+  // The pair list only feeds the search box's suggestions: asked once the first view is
+  // drawn, so it does not compete with the pair's answer on a first load.
+  render().then(() => {
+    if (!state.pairs.length) loadPairs().catch((err) => showMessage(describe(err)));
+  });
 }
 
 start();
