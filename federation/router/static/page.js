@@ -214,18 +214,23 @@ async function loadPair() {
 function drawPair(answer) {
   state.answer = answer;
   // One column per time, one series per exchange (uPlot's aligned data; gaps are null).
+  // The API orders prices by time, so a new time opens the next column: one pass.
   const exchanges = [...new Set(answer.prices.map((p) => p.exchange))].sort();
-  const times = [...new Set(answer.prices.map((p) => Date.parse(p.time)))].sort((a, b) => a - b);
-  const column = new Map(times.map((t, i) => [t, i]));
-  const ys = exchanges.map(() => new Array(times.length).fill(null));
   const row = new Map(exchanges.map((e, i) => [e, i]));
+  const xs = [];
+  const ys = exchanges.map(() => []);
   const latest = new Map();
+  let last = null;
   for (const p of answer.prices) {
-    const t = Date.parse(p.time);
-    ys[row.get(p.exchange)][column.get(t)] = p.price;
-    latest.set(p.exchange, p); // prices come ordered by time
+    if (p.time !== last) {
+      xs.push(Date.parse(p.time) / 1000);
+      for (const y of ys) y.push(null);
+      last = p.time;
+    }
+    ys[row.get(p.exchange)][xs.length - 1] = p.price;
+    latest.set(p.exchange, p);
   }
-  const data = [times.map((t) => t / 1000), ...ys];
+  const data = [xs, ...ys];
   drawChart(answer.pair, exchanges, data);
 
   $("#rank").textContent = answer.rank || "none (no point in the window)";
