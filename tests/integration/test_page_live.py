@@ -85,6 +85,14 @@ def wait_for_rank_table(url: str) -> None:
     raise RuntimeError("the router never built its rank table")
 
 
+def wait_until_ready(url: str) -> None:
+    for _ in range(150):
+        if httpx.get(f"{url}/ready", timeout=30).status_code == 200:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("a shard did not come back")
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with chromium() as launched:
@@ -146,6 +154,15 @@ def test_page_chart_holds_the_pair_answer(stack: Stack, tab: Tab, pair: str, win
     assert tab.errors == []
 
 
+def test_page_first_load_asks_for_the_pair_once(stack: Stack, tab: Tab) -> None:
+    """The head starts the pair's request and the script takes it over."""
+    asked: list[str] = []
+    tab.page.on("request", lambda r: asked.append(urlsplit(r.url).path))
+    drawn(tab, f"{stack.url}/?pair=ethusd&window=-6h")
+    assert asked.count("/ethusd") == 1
+    assert tab.page.evaluate("pageState.answer.pair") == "ethusd"
+
+
 def test_page_switches_pair_and_window_in_the_url(stack: Stack, tab: Tab) -> None:
     drawn(tab, f"{stack.url}/?pair=btcusd&window=-24h")
     tab.page.get_by_label("Pair", exact=True).fill("ethusd")
@@ -197,6 +214,7 @@ def test_page_shows_a_stopped_shard_down_and_the_answer_partial(stack: Stack, ta
         tab.screenshot("pair-partial")
     finally:
         stack.local.start_shard(stopped)
+        wait_until_ready(stack.url)  # the router reaches it again before the next test
     assert tab.errors == []
 
 
