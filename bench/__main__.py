@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("ingest", "query")
+SUITES = ("ingest", "query", "page")
 
 
 def main(argv: list[str] | None = None) -> int:
