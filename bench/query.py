@@ -130,7 +130,7 @@ def write_config(shard_map: ShardMap) -> Path:
     return Path(config.name)
 
 
-def start_router(config: Path, port: int) -> subprocess.Popen[bytes]:
+def start_router(config: Path, port: int, shard_timeout_s: float = 60) -> subprocess.Popen[bytes]:
     """The real router, in its own process (so its RSS is its own)."""
     return subprocess.Popen(
         [
@@ -145,7 +145,7 @@ def start_router(config: Path, port: int) -> subprocess.Popen[bytes]:
             "--port",
             str(port),
         ],
-        env=os.environ | {"FEDERATION_SHARD_TIMEOUT": "60"},
+        env=os.environ | {"FEDERATION_SHARD_TIMEOUT": str(shard_timeout_s)},
         preexec_fn=die_with_parent,  # an interrupted benchmark leaves no router behind
     )
 

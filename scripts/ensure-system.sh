@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the project needs from the system, on Debian/Ubuntu: Python's venv
-# module, InfluxDB 1.x (influxd) and PostgreSQL (the alerts tests start a throw-away
-# server of their own). Elsewhere it says what to install and fails.
+# module, InfluxDB 1.x (influxd), PostgreSQL (the alerts tests start a throw-away
+# server of their own) and Chromium (the page's browser tests drive it through
+# Playwright, which never downloads a browser here). Elsewhere it says what to install
+# and fails.
 set -euo pipefail
 
 need=()
@@ -11,6 +13,9 @@ if [ -z "${INFLUXD:-}" ] && ! command -v influxd >/dev/null && [ ! -x /usr/bin/i
 fi
 if [ -z "${PG_BINDIR:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     need+=(postgresql)
+fi
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+    need+=(chromium)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
@@ -25,7 +30,7 @@ if [ -f /etc/debian_version ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 else
     echo "missing: ${need[*]}. Install Python 3.11+ with venv, InfluxDB 1.x (influxd on PATH," >&2
-    echo "or INFLUXD=/path/to/influxd) and PostgreSQL (or PG_BINDIR=/dir/of/initdb)," >&2
-    echo "then run make again." >&2
+    echo "or INFLUXD=/path/to/influxd), PostgreSQL (or PG_BINDIR=/dir/of/initdb) and" >&2
+    echo "Chromium (chromium on PATH, or CHROMIUM=/path/to/chromium), then run make again." >&2
     exit 1
 fi

@@ -47,6 +47,7 @@ from federation.router.errors import UnhandledErrors, api_error, http_error
 from federation.router.fanout import Federation
 from federation.router.limits import BodyLimits
 from federation.router.metrics import RequestMetrics, RouterMetrics
+from federation.router.page import routes as page_routes
 from federation.router.params import PairQuery
 from federation.router.ranktable import RankTable
 from federation.router.settings import RouterSettings
@@ -290,6 +291,7 @@ def create_app(
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),
         *alert_routes(),  # before the /{pair} catch-all
+        *page_routes(),  # GET / and /static/...: the page
         Route("/{pair}", pair),
     ]
     app = Starlette(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "unmatched"  # the route label of a path no route matches (a bounded label set)
@@ -46,7 +46,7 @@ class RouterMetrics:
 
 class RequestMetrics:
     """Every HTTP request counted and timed, by the matched route's path template
-    (``/{pair}``, ``/alerts/{id}``) and the status sent.
+    (``/{pair}``, ``/alerts/{id}``; a mount by its prefix, ``/static``) and the status sent.
 
     It wraps ``send``: a request is timed from the call until its last body message is
     sent, so a streamed answer is timed whole, or until the app fails or returns (the
@@ -71,7 +71,7 @@ class RequestMetrics:
                 return
             observed = True
             route = scope.get("route")
-            label = route.path if isinstance(route, Route) else UNMATCHED
+            label = route.path if isinstance(route, Route | Mount) else UNMATCHED
             self.metrics.request_seconds.labels(label).observe(time.perf_counter() - started)
             self.metrics.requests.labels(label, str(status)).inc()
 

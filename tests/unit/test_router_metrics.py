@@ -42,8 +42,19 @@ async def test_streamed_answer_is_timed_to_its_last_byte() -> None:
         ("/alerts/0123456789abcdef0123456789abcdef", "/alerts/{id}", "404"),
         ("/health", "/health", "200"),
         ("/no/such/route", "unmatched", "404"),
+        ("/", "/", "200"),
+        ("/static/page.js", "/static", "200"),
     ],
-    ids=["pair", "bad-parameter", "unknown-pair", "unknown-alert", "health", "unmatched"],
+    ids=[
+        "pair",
+        "bad-parameter",
+        "unknown-pair",
+        "unknown-alert",
+        "health",
+        "unmatched",
+        "page",
+        "static",
+    ],
 )
 async def test_requests_are_counted_by_route_template_and_status(
     path: str, route: str, status: str
