@@ -5,7 +5,9 @@ lives), ``/ready`` (every shard answers ``/ping``), ``/shards``, ``/pairs``, ``/
 ``/openapi.json`` and the alert subscriptions (``/alerts...``, from :mod:`alerts.api`).
 The shard clients' shared ``httpx2.AsyncClient`` and the alerts database belong to the
 lifespan.
-Cross-cutting work is ASGI middleware around the routes: metrics
+Cross-cutting work is ASGI middleware around the routes: outermost, the send deadline
+(:mod:`federation.router.sending`: a client that stops reading has its answer
+abandoned), then metrics
 (:class:`~federation.router.metrics.RequestMetrics`) outside the error path
 (:mod:`federation.router.errors`), so a 500 is counted as sent, then the API keys
 (:mod:`federation.router.auth`), so a refusal is counted too, and inside them the
@@ -29,7 +31,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alerts.api import AlertsContext
@@ -49,7 +51,9 @@ from federation.router.limits import BodyLimits
 from federation.router.metrics import RequestMetrics, RouterMetrics
 from federation.router.params import PairQuery
 from federation.router.ranktable import RankTable
+from federation.router.sending import ClosingStream, SendDeadline, guard_of
 from federation.router.settings import RouterSettings
+from federation.router.streamslots import StreamSlots
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +198,8 @@ async def pair(request: Request) -> Response:
       503:
         description: >
           strict=true and shards were missing; or FEDERATION_RANK_BUILDS rank tables of
-          other windows are being built (with Retry-After).
+          other windows are being built; or FEDERATION_MAX_STREAMS price answers are
+          streaming to clients that read (with Retry-After).
     """
     federation = _federation(request)
     settings: RouterSettings = request.app.state.settings
@@ -203,8 +208,21 @@ async def pair(request: Request) -> Response:
         request.query_params.multi_items(),
         settings.max_duration.seconds,
     )
-    answer = await federation.pair_answer(query)
-    return StreamingResponse(answer.body(), media_type="application/json")
+    streams: StreamSlots = request.app.state.streams
+    slot = streams.acquire(guard_of(request.scope))
+    try:
+        answer = await federation.pair_answer(query)
+    except BaseException:
+        slot.release()
+        raise
+
+    async def closed() -> None:
+        try:
+            await answer.aclose()
+        finally:
+            slot.release()
+
+    return ClosingStream(answer.body(), closed, media_type="application/json")
 
 
 def create_app(
@@ -296,6 +314,7 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            Middleware(SendDeadline, timeout_s=settings.send_timeout_s),
             Middleware(RequestMetrics, router_metrics),
             Middleware(UnhandledErrors),
             Middleware(ApiKeyAuth, settings.api, routes),
@@ -304,5 +323,6 @@ def create_app(
         exception_handlers={APIError: api_error, HTTPException: http_error},
     )
     app.state.settings = settings
+    app.state.streams = StreamSlots(settings.max_streams)
     app.state.openapi = document(routes, settings)
     return app
