@@ -39,7 +39,7 @@ from alerts.api import routes as alert_routes
 from federation import __version__
 from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.errors import APIError
-from federation.core.influx import Connect, InfluxClient, ShardClient
+from federation.core.influx import Connect, InfluxClient, ShardClient, pool_status
 from federation.core.inputs import query_params
 from federation.core.mapwatch import MapWatcher
 from federation.core.shardmap import Shard, ShardMap, load_shard_map
@@ -48,7 +48,7 @@ from federation.router.contract import document
 from federation.router.errors import UnhandledErrors, api_error, http_error
 from federation.router.fanout import Federation
 from federation.router.limits import BodyLimits
-from federation.router.metrics import RequestMetrics, RouterMetrics
+from federation.router.metrics import RequestMetrics, RouterMetrics, ShardPoolCollector
 from federation.router.params import PairQuery
 from federation.router.ranktable import RankTable
 from federation.router.sending import ClosingStream, SendDeadline, guard_of
@@ -264,6 +264,8 @@ def create_app(
                 metrics=router_metrics,
             )
             app.state.federation, app.state.shard_http = federation, http
+            pool_collector = ShardPoolCollector(lambda: pool_status(http))
+            router_metrics.registry.register(pool_collector)
             stop = asyncio.Event()
             tasks = []
             if settings.rank_refresh_s:
@@ -299,6 +301,7 @@ def create_app(
             finally:
                 stop.set()
                 await asyncio.gather(*tasks)
+                router_metrics.registry.unregister(pool_collector)
 
     routes = [
         Route("/health", health),
