@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("ingest", "query", "alerts", "body", "pool")
+SUITES = ("ingest", "query", "alerts", "body", "pool", "slow")
 
 
 def main(argv: list[str] | None = None) -> int:
