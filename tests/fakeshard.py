@@ -18,14 +18,16 @@ statement kind), ``fail_after_chunks`` and ``stall_after_chunks`` (mid-stream),
 ``chunk_size`` (overrides the caller's), ``reject_writes`` (400), ``write_answers``
 (HTTP statuses the next writes get, one each, mapped as the real client maps them: 5xx
 ShardUnavailable, 4xx ShardRejected) and ``has_database`` (False: writes are 404 and
-queries fail until ``create_database``).
+queries fail until ``create_database``). ``open_streams`` counts the chunked answers
+begun and not yet closed (a caller that abandons a stream must close it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -127,6 +129,7 @@ class FakeShard:
         self.lines: list[str] = []  # their lines
         self.statements: list[Statement] = []
         self.created = 0  # create_database calls that succeeded
+        self.open_streams = 0  # chunked answers begun and not yet closed
 
     # Points.
 
@@ -195,7 +198,18 @@ class FakeShard:
 
     async def query_chunks(
         self, statement: Statement, *, epoch: str = "ms", chunk_size: int = 10_000
-    ) -> AsyncIterator[list[Series]]:
+    ) -> AsyncGenerator[list[Series], None]:
+        self.open_streams += 1
+        try:
+            async with contextlib.aclosing(self._chunks(statement, epoch, chunk_size)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            self.open_streams -= 1
+
+    async def _chunks(
+        self, statement: Statement, epoch: str, chunk_size: int
+    ) -> AsyncGenerator[list[Series], None]:
         await self._answering(statement.kind)
         size = self.chunk_size or chunk_size
         chunks: list[list[Series]] = []

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -67,7 +67,7 @@ class ShardClient(Protocol):
 
     def query_chunks(
         self, statement: Statement, *, epoch: str = "ms", chunk_size: int = 10_000
-    ) -> AsyncIterator[list[Series]]: ...
+    ) -> AsyncGenerator[list[Series], None]: ...
 
     async def execute(self, statement: Statement) -> list[list[Series]]: ...
 
@@ -159,7 +159,7 @@ class InfluxClient:
 
     async def query_chunks(
         self, statement: Statement, *, epoch: str = "ms", chunk_size: int = 10_000
-    ) -> AsyncIterator[list[Series]]:
+    ) -> AsyncGenerator[list[Series], None]:
         """Run one read-only statement with ``chunked=true``: its series arrive a chunk
         at a time (one JSON object per line), so no answer is ever held whole."""
         params = {

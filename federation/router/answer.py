@@ -8,7 +8,7 @@ lacks and why.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import orjson
@@ -89,7 +89,14 @@ class PairAnswer:
             maximum=max_rows,
         )
 
-    async def body(self) -> AsyncIterator[bytes]:
+    async def aclose(self) -> None:
+        """Close the shard streams, whether or not the body was sent (or begun)."""
+        try:
+            await self._rest.aclose()
+        finally:
+            await self._merged.aclose()
+
+    async def body(self) -> AsyncGenerator[bytes, None]:
         head = orjson.dumps(self.head)
         yield head[:-1] + b',"prices":['
         separator = b""

@@ -5,7 +5,9 @@ lives), ``/ready`` (every shard answers ``/ping``), ``/shards``, ``/pairs``, ``/
 ``/openapi.json`` and the alert subscriptions (``/alerts...``, from :mod:`alerts.api`).
 The shard clients' shared ``httpx2.AsyncClient`` and the alerts database belong to the
 lifespan.
-Cross-cutting work is ASGI middleware around the routes: metrics
+Cross-cutting work is ASGI middleware around the routes: outermost, the send deadline
+(:mod:`federation.router.sending`: a client that stops reading has its answer
+abandoned), then metrics
 (:class:`~federation.router.metrics.RequestMetrics`) outside the error path
 (:mod:`federation.router.errors`), so a 500 is counted as sent, then the API keys
 (:mod:`federation.router.auth`), so a refusal is counted too, and inside them the
@@ -29,7 +31,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alerts.api import AlertsContext
@@ -37,7 +39,7 @@ from alerts.api import routes as alert_routes
 from federation import __version__
 from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.errors import APIError
-from federation.core.influx import Connect, InfluxClient, ShardClient
+from federation.core.influx import Connect, InfluxClient, ShardClient, pool_status
 from federation.core.inputs import query_params
 from federation.core.mapwatch import MapWatcher
 from federation.core.shardmap import Shard, ShardMap, load_shard_map
@@ -46,11 +48,13 @@ from federation.router.contract import document
 from federation.router.errors import UnhandledErrors, api_error, http_error
 from federation.router.fanout import Federation
 from federation.router.limits import BodyLimits
-from federation.router.metrics import RequestMetrics, RouterMetrics
+from federation.router.metrics import RequestMetrics, RouterMetrics, ShardPoolCollector
 from federation.router.page import routes as page_routes
 from federation.router.params import PairQuery
 from federation.router.ranktable import RankTable
+from federation.router.sending import ClosingStream, SendDeadline, guard_of
 from federation.router.settings import RouterSettings
+from federation.router.streamslots import StreamSlots
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +199,8 @@ async def pair(request: Request) -> Response:
       503:
         description: >
           strict=true and shards were missing; or FEDERATION_RANK_BUILDS rank tables of
-          other windows are being built (with Retry-After).
+          other windows are being built; or FEDERATION_MAX_STREAMS price answers are
+          streaming to clients that read (with Retry-After).
     """
     federation = _federation(request)
     settings: RouterSettings = request.app.state.settings
@@ -204,8 +209,21 @@ async def pair(request: Request) -> Response:
         request.query_params.multi_items(),
         settings.max_duration.seconds,
     )
-    answer = await federation.pair_answer(query)
-    return StreamingResponse(answer.body(), media_type="application/json")
+    streams: StreamSlots = request.app.state.streams
+    slot = streams.acquire(guard_of(request.scope))
+    try:
+        answer = await federation.pair_answer(query)
+    except BaseException:
+        slot.release()
+        raise
+
+    async def closed() -> None:
+        try:
+            await answer.aclose()
+        finally:
+            slot.release()
+
+    return ClosingStream(answer.body(), closed, media_type="application/json")
 
 
 def create_app(
@@ -247,6 +265,8 @@ def create_app(
                 metrics=router_metrics,
             )
             app.state.federation, app.state.shard_http = federation, http
+            pool_collector = ShardPoolCollector(lambda: pool_status(http))
+            router_metrics.registry.register(pool_collector)
             stop = asyncio.Event()
             tasks = []
             if settings.rank_refresh_s:
@@ -282,6 +302,7 @@ def create_app(
             finally:
                 stop.set()
                 await asyncio.gather(*tasks)
+                router_metrics.registry.unregister(pool_collector)
 
     routes = [
         Route("/health", health),
@@ -298,6 +319,7 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            Middleware(SendDeadline, timeout_s=settings.send_timeout_s),
             Middleware(RequestMetrics, router_metrics),
             Middleware(UnhandledErrors),
             Middleware(ApiKeyAuth, settings.api, routes),
@@ -306,5 +328,6 @@ def create_app(
         exception_handlers={APIError: api_error, HTTPException: http_error},
     )
     app.state.settings = settings
+    app.state.streams = StreamSlots(settings.max_streams)
     app.state.openapi = document(routes, settings)
     return app

@@ -4,10 +4,14 @@ and the ASGI middleware that counts and times every request."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from federation.core.influx import PoolStatus
 
 UNMATCHED = "unmatched"  # the route label of a path no route matches (a bounded label set)
 
@@ -42,6 +46,26 @@ class RouterMetrics:
         self.partial_answers = Counter(
             "federation_partial_answers", "Answers flagged partial", registry=self.registry
         )
+
+
+class ShardPoolCollector:
+    """The shard client's pool, read when scraped: connections in use, idle, and requests
+    waiting for one (what slow clients or lost slots would show)."""
+
+    def __init__(self, status: Callable[[], PoolStatus]) -> None:
+        self.status = status
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self.status()
+        gauge = GaugeMetricFamily(
+            "federation_shard_connections",
+            "The shard client's pool: connections in use, idle, and requests waiting",
+            labels=["state"],
+        )
+        gauge.add_metric(["in_use"], pool.in_use)
+        gauge.add_metric(["idle"], pool.connections - pool.in_use)
+        gauge.add_metric(["waiting"], pool.waiting)
+        yield gauge
 
 
 class RequestMetrics:

@@ -98,6 +98,23 @@ class RouterSettings(ProcessSettings):
         help="rank tables of on-demand windows built at once; past it a request for another"
         " window is refused with 503 and Retry-After",
     )
+    send_timeout_s: float = setting(
+        10.0,
+        env="FEDERATION_SEND_TIMEOUT",
+        ge=0.1,
+        le=600,
+        help="seconds one send of a response may wait on a client that does not read; then"
+        " the answer is abandoned: its shard streams are closed and its connection too",
+    )
+    max_streams: int = setting(
+        30,
+        env="FEDERATION_MAX_STREAMS",
+        ge=1,
+        le=10_000,
+        help="price answers (GET /{pair}) streaming at once, each holding one connection"
+        " per shard; past it a new one takes the place of the answer whose client has not"
+        " read for longest (1 s or more), else it is refused with 503 and Retry-After",
+    )
     api: ApiKeys = Field(default_factory=ApiKeys)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     credentials: Credentials = Field(default_factory=Credentials)

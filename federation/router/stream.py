@@ -28,10 +28,13 @@ log = logging.getLogger(__name__)
 async def _shard_rows(
     client: ShardClient, statement: Statement, chunk_size: int
 ) -> AsyncGenerator[list[Row], None]:
-    async for series in client.query_chunks(statement, chunk_size=chunk_size):
-        rows = rows_from_series(series)
-        if rows:
-            yield rows
+    # aclosing: when this generator is closed, the shard's stream is closed with it, at
+    # once (an abandoned ``async for`` would leave it to the garbage collector).
+    async with contextlib.aclosing(client.query_chunks(statement, chunk_size=chunk_size)) as chunks:
+        async for series in chunks:
+            rows = rows_from_series(series)
+            if rows:
+                yield rows
 
 
 class MergedPrices:
