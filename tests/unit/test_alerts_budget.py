@@ -13,6 +13,7 @@ from alerts.service import AlertService
 from alerts.settings import AlertSettings, database_url
 from alerts.store import AlertStore
 from alerts.types import AlertPayload, NewSubscription
+from tests.alerts import payload
 
 MINUTE = 60_000
 T0 = 1_700_000_040_000  # on a minute boundary
@@ -20,18 +21,14 @@ T0 = 1_700_000_040_000  # on a minute boundary
 
 def alerts(sub: str, n: int, at_ms: int = T0) -> list[AlertPayload]:
     return [
-        AlertPayload(
+        payload(
+            sub,
             event_id=f"{sub}-{at_ms}-{i}",
-            subscription_id=sub,
             pair=f"p{i}",
-            exchange="kraken",
             metric="price",
             value=4.0,
             mean=1.0,
-            factor=3.0,
             ratio=4.0,
-            window="1h",
-            window_seconds=3600,
             time="2023-11-14T22:14:00.000Z",
             time_ms=at_ms,
         )

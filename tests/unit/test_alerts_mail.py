@@ -11,24 +11,10 @@ import pytest
 from alerts import mail
 from alerts.errors import DeliveryFailed
 from alerts.settings import AlertSettings
-from alerts.types import AlertPayload
 from federation.core.errors import ConfigError
+from tests.alerts import payload
 
-ALERT = AlertPayload(
-    event_id="e1",
-    subscription_id="s1",
-    pair="btcusd",
-    exchange="kraken",
-    metric="volume",
-    value=350.0,
-    mean=100.0,
-    factor=3.0,
-    ratio=3.5,
-    window="1h",
-    window_seconds=3600,
-    time="2023-11-14T22:13:20.000Z",
-    time_ms=1_700_000_000_000,
-)
+ALERT = payload()
 
 
 class CleartextSmtp:

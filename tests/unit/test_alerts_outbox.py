@@ -25,6 +25,7 @@ from alerts.service import AlertService
 from alerts.settings import AlertSettings, database_url
 from alerts.store import AlertStore, Claimed
 from alerts.types import AlertPayload, NewSubscription, Subscription
+from tests.alerts import payload
 from tests.clock import FakeClock
 
 PUBLIC = "https://93.184.216.34/hook"  # a public address: the guard lets it through
@@ -71,21 +72,7 @@ def settings(**changes: float) -> AlertSettings:
 
 
 def alert(sub: Subscription) -> AlertPayload:
-    return AlertPayload(
-        event_id="e1",
-        subscription_id=sub.id,
-        pair="btcusd",
-        exchange="kraken",
-        metric="volume",
-        value=350.0,
-        mean=100.0,
-        factor=3.0,
-        ratio=3.5,
-        window="1h",
-        window_seconds=3600,
-        time="2023-11-14T22:13:20.000Z",
-        time_ms=NOW,
-    )
+    return payload(sub.id, time_ms=NOW)
 
 
 async def attempt(

@@ -17,6 +17,7 @@ from alerts.schema import subscriptions
 from alerts.settings import database_url
 from alerts.store import AlertStore
 from alerts.types import AlertPayload, CrossingKey, NewSubscription, Subscription
+from tests.alerts import payload
 
 NEW = NewSubscription(webhook="https://example.com/hook", email=None)
 
@@ -29,21 +30,7 @@ async def store(alerts_db: str) -> AsyncIterator[AlertStore]:
 
 
 def alert(sub: Subscription, event_id: str = "e1") -> AlertPayload:
-    return AlertPayload(
-        event_id=event_id,
-        subscription_id=sub.id,
-        pair="btcusd",
-        exchange="kraken",
-        metric="volume",
-        value=350.0,
-        mean=100.0,
-        factor=3.0,
-        ratio=3.5,
-        window="1h",
-        window_seconds=3600,
-        time="2023-11-14T22:13:20.000Z",
-        time_ms=1_700_000_000_000,
-    )
+    return payload(sub.id, event_id=event_id)
 
 
 async def test_subscription_round_trips_with_its_secret(store: AlertStore) -> None:
