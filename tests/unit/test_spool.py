@@ -7,36 +7,17 @@ import os
 import stat
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from federation.core.shardmap import Shard, ShardMap
 from ingest.spool import DEAD_LETTER, STATUS, Spool
 from ingest.writer import ShardWriter
 from tests.fakeshard import FakeShard
-
-SHARD_MAP = ShardMap((Shard("shard-a", "http://a.test"), Shard("shard-b", "http://b.test")))
+from tests.spooling import SHARD_MAP, frame, make_writer, owner_of
 
 
 @pytest.fixture
 def shards() -> dict[str, FakeShard]:
     return {s.name: FakeShard(s) for s in SHARD_MAP.shards}
-
-
-def make_writer(shards: dict[str, FakeShard], root: Path, **kw: object) -> ShardWriter:
-    spool = Spool(root, **kw)  # type: ignore[arg-type]
-    return ShardWriter(SHARD_MAP, shards, spool=spool, batch_lines=2, backoff_s=0.01)
-
-
-def frame(times: list[int], pairs: list[str] | None = None) -> pd.DataFrame:
-    pairs = pairs or ["btcusd"] * len(times)
-    return pd.DataFrame(
-        {"time": times, "exchange": "kraken", "pair": pairs, "price": 1.5, "volume": 2.0}
-    )
-
-
-def owner_of(pair: str, shards: dict[str, FakeShard]) -> FakeShard:
-    return shards[SHARD_MAP.owners(pair)[0]]
 
 
 async def test_append_survives_reopen_in_order(tmp_path: Path) -> None:

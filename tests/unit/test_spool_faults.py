@@ -17,8 +17,8 @@ from federation.core.shardmap import Shard, ShardMap
 from ingest.spool import DEAD_LETTER, STATUS, Spool
 from ingest.writer import ShardWriter
 from tests.fakeshard import FakeShard
+from tests.spooling import SHARD_MAP, frame, make_writer, owner_of
 
-SHARD_MAP = ShardMap((Shard("shard-a", "http://a.test"), Shard("shard-b", "http://b.test")))
 WIDER_MAP = ShardMap((*SHARD_MAP.shards, Shard("shard-c", "http://c.test")))
 PAIRS = [f"p{i}usd" for i in range(40)]
 
@@ -26,27 +26,6 @@ PAIRS = [f"p{i}usd" for i in range(40)]
 @pytest.fixture
 def shards() -> dict[str, FakeShard]:
     return {s.name: FakeShard(s) for s in WIDER_MAP.shards}
-
-
-def make_writer(shards: dict[str, FakeShard], root: Path, **kw: object) -> ShardWriter:
-    return ShardWriter(
-        SHARD_MAP,
-        shards,
-        spool=Spool(root),
-        batch_lines=2,
-        backoff_s=0.01,
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-def frame(times: list[int], pair: str = "btcusd") -> pd.DataFrame:
-    return pd.DataFrame(
-        {"time": times, "exchange": "kraken", "pair": pair, "price": 1.5, "volume": 2.0}
-    )
-
-
-def owner_of(pair: str, shards: dict[str, FakeShard], shard_map: ShardMap = SHARD_MAP) -> FakeShard:
-    return shards[shard_map.owners(pair)[0]]
 
 
 def held(shard: FakeShard) -> list[tuple[int, str]]:
