@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 import pandas as pd
 import pytest
 
@@ -35,7 +35,7 @@ class Written:
 
 
 async def ninety_minutes(
-    cluster: LocalCluster, http: httpx.AsyncClient, replication: int
+    cluster: LocalCluster, http: httpx2.AsyncClient, replication: int
 ) -> Written:
     """90 minutes of 20 simulated series on the shards, up to the current minute."""
     shard_map = shard_map_for(cluster, replication)
@@ -73,7 +73,7 @@ def hourly_volume(history: pd.DataFrame, at_ms: int) -> pd.DataFrame:
 
 @pytest.mark.parametrize("replication", [1, 2], ids=["r1", "r2"])
 async def test_start_rebuilds_the_window_from_the_shards(
-    cluster: LocalCluster, http: httpx.AsyncClient, alerts_db: str, replication: int
+    cluster: LocalCluster, http: httpx2.AsyncClient, alerts_db: str, replication: int
 ) -> None:
     written = await ninety_minutes(cluster, http, replication)
     service, _ = await restarted(written, alerts_db)
@@ -85,7 +85,7 @@ async def test_start_rebuilds_the_window_from_the_shards(
 
 
 async def test_ingester_observer_finds_the_spike_after_a_restart(
-    cluster: LocalCluster, http: httpx.AsyncClient, alerts_db: str
+    cluster: LocalCluster, http: httpx2.AsyncClient, alerts_db: str
 ) -> None:
     written = await ninety_minutes(cluster, http, 1)
     service, sub = await restarted(written, alerts_db)

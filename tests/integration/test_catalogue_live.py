@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 import pandas as pd
 import pytest
 
@@ -112,7 +112,7 @@ def test_every_catalogue_function_has_an_example() -> None:
 
 
 async def run_on_influxd(
-    cluster: LocalCluster, http: httpx.AsyncClient, example: Example
+    cluster: LocalCluster, http: httpx2.AsyncClient, example: Example
 ) -> tuple[Statement, list[list[Series]], int]:
     """The example's statement run on a fresh database holding :func:`points`."""
     shard_map = shard_map_for(cluster)
@@ -126,7 +126,7 @@ async def run_on_influxd(
 
 @pytest.mark.parametrize("example", EXAMPLES.values(), ids=EXAMPLES.keys())
 async def test_catalogue_statement_runs_on_influxd(
-    cluster: LocalCluster, http: httpx.AsyncClient, example: Example
+    cluster: LocalCluster, http: httpx2.AsyncClient, example: Example
 ) -> None:
     _, answer, _ = await run_on_influxd(cluster, http, example)
     found = [{tuple(s["columns"]) for s in result} for result in answer]
@@ -138,7 +138,7 @@ FAKED = {name: e for name, e in EXAMPLES.items() if e.build(0).kind in FAKE_KIND
 
 @pytest.mark.parametrize("example", FAKED.values(), ids=FAKED.keys())
 async def test_fake_shard_answers_in_the_shape_of_influxd(
-    cluster: LocalCluster, http: httpx.AsyncClient, example: Example
+    cluster: LocalCluster, http: httpx2.AsyncClient, example: Example
 ) -> None:
     statement, answer, t0 = await run_on_influxd(cluster, http, example)
     fake = FakeShard("fake", now_ms=now_ms()).seed(points(t0))
@@ -146,7 +146,7 @@ async def test_fake_shard_answers_in_the_shape_of_influxd(
 
 
 async def test_drop_pair_series_leaves_only_the_other_pairs_in_the_index(
-    cluster: LocalCluster, http: httpx.AsyncClient
+    cluster: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     client = next(iter((await clients_for(shard_map_for(cluster), http)).values()))
     await client.write(batches(to_lines(points(now_ms() // 60_000 * 60_000)), 100)[0])

@@ -4,7 +4,7 @@ pattern."""
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 import pytest
 from pytest_httpserver import HTTPServer
 
@@ -31,7 +31,7 @@ PRICES = {
 
 
 async def test_dotted_ids_stored_and_served(
-    cluster: LocalCluster, http: httpx.AsyncClient, httpserver: HTTPServer
+    cluster: LocalCluster, http: httpx2.AsyncClient, httpserver: HTTPServer
 ) -> None:
     serve(httpserver, "/markets/prices", PRICES)
     serve(httpserver, "/markets/summaries", {"uniswap-v3:imx.2weth": summary(0.00051, 7.0)})

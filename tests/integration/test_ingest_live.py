@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import httpx2
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,7 +39,7 @@ async def shard_contents(clients: dict[str, object]) -> dict[str, pd.DataFrame]:
 
 @pytest.mark.parametrize("replication", [1, 2], ids=["r1", "r2"])
 async def test_backfill_and_tick_store_every_point_on_its_owners(
-    cluster: LocalCluster, http: httpx.AsyncClient, replication: int
+    cluster: LocalCluster, http: httpx2.AsyncClient, replication: int
 ) -> None:
     shard_map = shard_map_for(cluster, replication)
     clients = await clients_for(shard_map, http)
@@ -63,7 +64,7 @@ async def test_backfill_and_tick_store_every_point_on_its_owners(
 
 
 async def test_write_to_stopped_shard_reports_points_not_stored(
-    own_cluster: LocalCluster, http: httpx.AsyncClient
+    own_cluster: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     shard_map = shard_map_for(own_cluster)
     clients = await clients_for(shard_map, http)
@@ -76,7 +77,7 @@ async def test_write_to_stopped_shard_reports_points_not_stored(
 
 
 async def test_writer_follows_a_new_map_from_the_next_frame(
-    cluster4: LocalCluster, http: httpx.AsyncClient
+    cluster4: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     grown = shard_map_for(cluster4)
     old = ShardMap(grown.shards[:3], database=grown.database)

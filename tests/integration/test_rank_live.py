@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-import httpx
+import httpx2
 import pandas as pd
 import pytest
 
@@ -36,7 +36,7 @@ def as_of(body: dict[str, str]) -> int:
 )
 async def test_precomputed_rank_equals_pandas_on_raw_points(
     cluster: LocalCluster,
-    http: httpx.AsyncClient,
+    http: httpx2.AsyncClient,
     pair: str,
     duration: str,
     seconds: int,
@@ -49,7 +49,7 @@ async def test_precomputed_rank_equals_pandas_on_raw_points(
 
 
 async def test_precomputed_rank_counts_late_points_at_the_next_refresh(
-    cluster: LocalCluster, http: httpx.AsyncClient
+    cluster: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     async with loaded(cluster, http, precomputed=True, minutes=300) as (client, raw, shard_map):
         ranks = client._transport.app.state.federation.ranks  # type: ignore[attr-defined]
@@ -65,7 +65,7 @@ async def test_precomputed_rank_counts_late_points_at_the_next_refresh(
 
 
 async def test_precomputed_rank_with_shard_down_is_partial(
-    own_cluster: LocalCluster, http: httpx.AsyncClient
+    own_cluster: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     async with loaded(own_cluster, http, precomputed=True) as (client, _, _):
         own_cluster.stop_shard("shard-b")

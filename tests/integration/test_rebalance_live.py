@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
+import httpx2
 import pandas as pd
 import pytest
 
@@ -34,7 +34,7 @@ class Interrupted(Exception):
 
 
 async def seeded(
-    local: LocalCluster, http: httpx.AsyncClient, hours: int = 3
+    local: LocalCluster, http: httpx2.AsyncClient, hours: int = 3
 ) -> tuple[ShardMap, ShardMap, pd.DataFrame, dict[str, InfluxClient]]:
     """Data written under the first three shards' map; the four-shard map to move it to."""
     grown = shard_map_for(local)
@@ -75,7 +75,7 @@ def assert_exactly_once_on_owners(
 
 
 async def test_plan_lists_exactly_the_pairs_the_new_shard_wins(
-    cluster4: LocalCluster, http: httpx.AsyncClient
+    cluster4: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     old, grown, raw, clients = await seeded(cluster4, http)
     moves = await Rebalancer(grown, clients).plan()
@@ -96,7 +96,7 @@ async def test_plan_lists_exactly_the_pairs_the_new_shard_wins(
 
 
 async def test_rebalance_leaves_every_point_once_on_its_owners(
-    cluster4: LocalCluster, http: httpx.AsyncClient
+    cluster4: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     _, grown, raw, clients = await seeded(cluster4, http)
     rebalancer = Rebalancer(grown, clients, window_ns=3_600_000_000_000)
@@ -110,7 +110,7 @@ async def test_rebalance_leaves_every_point_once_on_its_owners(
     "stage", ["window", "copied", "verified"], ids=["mid-copy", "after-copy", "after-verify"]
 )
 async def test_rebalance_killed_then_rerun_loses_and_doubles_nothing(
-    cluster4: LocalCluster, http: httpx.AsyncClient, stage: str
+    cluster4: LocalCluster, http: httpx2.AsyncClient, stage: str
 ) -> None:
     _, grown, raw, clients = await seeded(cluster4, http)
     calls = []
@@ -130,7 +130,7 @@ async def test_rebalance_killed_then_rerun_loses_and_doubles_nothing(
 
 
 async def test_rebalance_process_killed_then_rerun_loses_and_doubles_nothing(
-    cluster4: LocalCluster, http: httpx.AsyncClient, tmp_path: Path
+    cluster4: LocalCluster, http: httpx2.AsyncClient, tmp_path: Path
 ) -> None:
     _, grown, raw, clients = await seeded(cluster4, http, hours=12)
     config = tmp_path / "shards.yaml"
@@ -160,7 +160,7 @@ async def test_rebalance_process_killed_then_rerun_loses_and_doubles_nothing(
 
 
 async def test_queries_during_rebalance_return_every_point(
-    cluster4: LocalCluster, http: httpx.AsyncClient
+    cluster4: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     old, grown, raw, clients = await seeded(cluster4, http)
     moving = sorted({p for p in raw.pair if old.owners(p) != grown.owners(p)})[:3]
@@ -178,7 +178,7 @@ async def test_queries_during_rebalance_return_every_point(
     assert set(seen) == {0}
 
 
-async def test_draining_shard_ends_empty(cluster4: LocalCluster, http: httpx.AsyncClient) -> None:
+async def test_draining_shard_ends_empty(cluster4: LocalCluster, http: httpx2.AsyncClient) -> None:
     old, _, raw, clients = await seeded(cluster4, http)
     shards = old.shards
     draining = ShardMap(
@@ -192,7 +192,7 @@ async def test_draining_shard_ends_empty(cluster4: LocalCluster, http: httpx.Asy
 
 
 async def test_raising_replication_copies_every_pair_to_its_new_owner(
-    cluster4: LocalCluster, http: httpx.AsyncClient
+    cluster4: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     old, _, raw, clients = await seeded(cluster4, http)
     doubled = ShardMap(old.shards, database=old.database, replication=2)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import httpx2
 import numpy as np
 import pandas as pd
 
@@ -95,7 +96,7 @@ def ticking(
 
 
 async def test_rebalance_keeps_a_point_written_into_the_source_after_verification(
-    cluster4: LocalCluster, http: httpx.AsyncClient
+    cluster4: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     _, grown, raw, clients = await seeded(cluster4, http, hours=1)
     spool = LaggingSpool(grown, raw, {"verified"})
@@ -108,7 +109,7 @@ async def test_rebalance_keeps_a_point_written_into_the_source_after_verificatio
 
 
 async def test_rebalance_leaves_no_misplaced_pair_in_the_index(
-    cluster4: LocalCluster, http: httpx.AsyncClient
+    cluster4: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     _, grown, _, clients = await seeded(cluster4, http, hours=1)
     rebalancer = Rebalancer(grown, clients, window_ns=HOUR_NS)
@@ -120,7 +121,7 @@ async def test_rebalance_leaves_no_misplaced_pair_in_the_index(
 
 
 async def test_rebalance_with_writers_on_every_shard_leaves_every_point_once_on_its_owners(
-    cluster4: LocalCluster, http: httpx.AsyncClient
+    cluster4: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     _, grown, raw, clients = await seeded(cluster4, http, hours=2)
     spool = LaggingSpool(grown, raw, {"window", "copied", "verified", "deleted"})

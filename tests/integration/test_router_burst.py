@@ -8,6 +8,7 @@ import asyncio
 import time
 
 import httpx
+import httpx2
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,7 +35,7 @@ def raw_points(now_ms: int, minutes: int = 120) -> pd.DataFrame:
 
 
 async def test_burst_past_shard_timeout_leaves_answers_complete_and_pool_idle(
-    cluster: LocalCluster, http: httpx.AsyncClient
+    cluster: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     shard_map = shard_map_for(cluster)
     raw = raw_points(int(time.time() * 1000))

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import httpx2
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,7 +69,7 @@ def expected_rank(
 @asynccontextmanager
 async def loaded(
     local: LocalCluster,
-    http: httpx.AsyncClient,
+    http: httpx2.AsyncClient,
     replication: int = 1,
     *,
     precomputed: bool = False,
@@ -101,7 +102,7 @@ async def loaded(
 )
 async def test_rank_equals_pandas_on_raw_points(
     cluster: LocalCluster,
-    http: httpx.AsyncClient,
+    http: httpx2.AsyncClient,
     pair: str,
     duration: str,
     exchange: str | None,
@@ -117,7 +118,7 @@ async def test_rank_equals_pandas_on_raw_points(
     ("duration", "exchange"), [("-24h", None), ("-1h", "ex1")], ids=["all", "1h-exchange"]
 )
 async def test_prices_are_every_raw_point_in_time_order(
-    cluster: LocalCluster, http: httpx.AsyncClient, duration: str, exchange: str | None
+    cluster: LocalCluster, http: httpx2.AsyncClient, duration: str, exchange: str | None
 ) -> None:
     async with loaded(cluster, http, replication=2) as (client, raw, _):
         params = {"duration": duration} | ({"exchange": exchange} if exchange else {})
@@ -137,7 +138,7 @@ async def test_prices_are_every_raw_point_in_time_order(
 
 @pytest.mark.parametrize("replication", [1, 2, 3], ids=["r1", "r2", "r3"])
 async def test_every_pair_lives_on_exactly_its_owners(
-    cluster: LocalCluster, http: httpx.AsyncClient, replication: int
+    cluster: LocalCluster, http: httpx2.AsyncClient, replication: int
 ) -> None:
     async with loaded(cluster, http, replication) as (client, _raw, shard_map):
         body = (await client.get("/shards")).json()
@@ -151,7 +152,7 @@ async def test_every_pair_lives_on_exactly_its_owners(
 
 
 async def test_unknown_pair_is_404_and_injection_is_400(
-    cluster: LocalCluster, http: httpx.AsyncClient
+    cluster: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     async with loaded(cluster, http) as (client, _, _):
         unknown = await client.get("/nopeusd")
@@ -161,7 +162,7 @@ async def test_unknown_pair_is_404_and_injection_is_400(
 
 
 async def test_pair_on_other_exchange_is_404_naming_exchange(
-    cluster: LocalCluster, http: httpx.AsyncClient
+    cluster: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     async with loaded(cluster, http) as (client, _, _):
         response = await client.get("/btcusd", params={"exchange": "nowhere"})
@@ -170,7 +171,7 @@ async def test_pair_on_other_exchange_is_404_naming_exchange(
 
 
 async def test_pairs_lists_every_pair_with_its_exchanges(
-    cluster: LocalCluster, http: httpx.AsyncClient
+    cluster: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     async with loaded(cluster, http) as (client, raw, _):
         body = (await client.get("/pairs")).json()
@@ -186,7 +187,7 @@ async def test_pairs_lists_every_pair_with_its_exchanges(
     ids=["quote", "backslash", "lp-special", "dquote", "dot"],
 )
 async def test_quoting_round_trips_hostile_values(
-    cluster: LocalCluster, http: httpx.AsyncClient, pair: str
+    cluster: LocalCluster, http: httpx2.AsyncClient, pair: str
 ) -> None:
     shard_map = shard_map_for(cluster)
     client = next(iter((await clients_for(shard_map, http)).values()))
@@ -197,7 +198,7 @@ async def test_quoting_round_trips_hostile_values(
 
 
 async def test_shard_down_gives_partial_answer_naming_it(
-    own_cluster: LocalCluster, http: httpx.AsyncClient
+    own_cluster: LocalCluster, http: httpx2.AsyncClient
 ) -> None:
     async with loaded(own_cluster, http) as (client, _, shard_map):
         down = shard_map.owners("btcusd")[0]
@@ -210,7 +211,7 @@ async def test_shard_down_gives_partial_answer_naming_it(
 
 @pytest.mark.parametrize("precomputed", [False, True], ids=["live-rank", "rank-table"])
 async def test_replication_two_with_a_shard_down_changes_no_answer(
-    own_cluster: LocalCluster, http: httpx.AsyncClient, precomputed: bool
+    own_cluster: LocalCluster, http: httpx2.AsyncClient, precomputed: bool
 ) -> None:
     async with loaded(own_cluster, http, replication=2, precomputed=precomputed) as (
         client,

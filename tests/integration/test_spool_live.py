@@ -8,7 +8,7 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
+import httpx2
 import pandas as pd
 import pytest
 
@@ -50,7 +50,7 @@ def make_writer(shard_map: ShardMap, clients: dict[str, InfluxClient], root: Pat
 
 
 async def test_shard_stopped_while_ticking_loses_nothing(
-    own_cluster: LocalCluster, http: httpx.AsyncClient, tmp_path: Path
+    own_cluster: LocalCluster, http: httpx2.AsyncClient, tmp_path: Path
 ) -> None:
     shard_map = shard_map_for(own_cluster)
     clients = await clients_for(shard_map, http)
@@ -86,18 +86,27 @@ async def test_shard_stopped_while_ticking_loses_nothing(
     await assert_shards_hold_exactly(clients, shard_map, pd.concat(produced, ignore_index=True))
 
 
-async def test_ingester_crash_replays_spool_into_recreated_database(
-    own_cluster: LocalCluster, http: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def spooled_then_crashed(
+    own_cluster: LocalCluster, http: httpx2.AsyncClient, root: Path, seed: int
+) -> tuple[ShardMap, dict[str, InfluxClient], list[pd.DataFrame]]:
+    """Three ticks written while shard-b is down, then the ingester dies: only the spool
+    on disk under ``root`` remains. The map, its clients and the ticks."""
     shard_map = shard_map_for(own_cluster)
     clients = await clients_for(shard_map, http)
-    market = SimulatedMarket(series=120, seed=4)
+    market = SimulatedMarket(series=120, seed=seed)
     ticks = [market.snapshot(now_ms() // 60_000 * 60_000 - i * 60_000) for i in range(3)]
     own_cluster.stop_shard("shard-b")
-    first = make_writer(shard_map, clients, tmp_path)
+    first = make_writer(shard_map, clients, root)
     for frame in ticks:
         await first.write(frame)
-    await first.close()  # the ingester dies here: only the spool on disk remains
+    await first.close()
+    return shard_map, clients, ticks
+
+
+async def test_ingester_crash_replays_spool_into_recreated_database(
+    own_cluster: LocalCluster, http: httpx2.AsyncClient, tmp_path: Path
+) -> None:
+    shard_map, clients, ticks = await spooled_then_crashed(own_cluster, http, tmp_path, seed=4)
     await asyncio.to_thread(own_cluster.start_shard, "shard-b")
     await clients["shard-b"].execute(
         own_statement(f"DROP DATABASE {quote_ident(shard_map.database)}")
@@ -108,17 +117,10 @@ async def test_ingester_crash_replays_spool_into_recreated_database(
 
 
 async def test_restart_on_torn_spool_with_shard_drained_stores_everything_once(
-    own_cluster: LocalCluster, http: httpx.AsyncClient, tmp_path: Path
+    own_cluster: LocalCluster, http: httpx2.AsyncClient, tmp_path: Path
 ) -> None:
-    shard_map = shard_map_for(own_cluster)
-    clients = await clients_for(shard_map, http)
-    market = SimulatedMarket(series=120, seed=5)
-    ticks = [market.snapshot(now_ms() // 60_000 * 60_000 - i * 60_000) for i in range(3)]
-    own_cluster.stop_shard("shard-b")
-    first = make_writer(shard_map, clients, tmp_path)
-    for frame in ticks:
-        await first.write(frame)
-    await first.close()  # the ingester dies mid-append: torn tails on both kinds of file
+    shard_map, clients, ticks = await spooled_then_crashed(own_cluster, http, tmp_path, seed=5)
+    # The ingester died mid-append: torn tails on both kinds of file.
     spooled = sorted((tmp_path / "shard-b").glob("*.lp"))
     with spooled[-1].open("ab") as f:
         f.write(b"price,exchange=kraken,pair=btc")
