@@ -10,12 +10,14 @@ layer shares live in this module; each package adds its own under the base, in i
     │   ├── Forbidden            403, no key configured and the client is not on loopback
     │   ├── NotFound             404 (also what another key's subscription looks like)
     │   ├── ShardsUnavailable    503, strict mode with shards missing
-    │   └── LimitExceeded        a request passed a limit; .limit names its setting
-    │       ├── BodyTooLarge     413, a request body over FEDERATION_MAX_BODY
-    │       ├── BodyTimeout      408, a request body slower than FEDERATION_BODY_TIMEOUT
-    │       ├── LimitReached     409, a count of subscriptions at its setting's maximum
-    │       ├── AnswerTooLarge   422, a strict=true answer over FEDERATION_STRICT_MAX_ROWS
-    │       └── Busy             503 with Retry-After, too much on-demand work under way
+    │   ├── LimitExceeded        a request passed a limit; .limit names its setting
+    │   │   ├── BodyTooLarge     413, a request body over FEDERATION_MAX_BODY
+    │   │   ├── BodyTimeout      408, a request body slower than FEDERATION_BODY_TIMEOUT
+    │   │   ├── LimitReached     409, a count of subscriptions at its setting's maximum
+    │   │   ├── AnswerTooLarge   422, a strict=true answer over FEDERATION_STRICT_MAX_ROWS
+    │   │   └── Busy             503 with Retry-After, too much on-demand work under way
+    │   └── InfluxAPIError       the InfluxDB-compatible front door's errors, in InfluxDB's
+    │                            own shape {"error": "..."} with InfluxDB's status
     ├── ShardError               carries .shard (the shard's name)
     │   ├── ShardUnavailable     connect error, timeout, 5xx: worth retrying later
     │   ├── ShardRejected        4xx on write/query (bad line, missing database): futile to retry
@@ -144,6 +146,19 @@ class Busy(LimitExceeded):
     def __init__(self, message: str, *, limit: str, maximum: float, retry_after_s: int) -> None:
         super().__init__(message, limit=limit, maximum=maximum)
         self.headers["Retry-After"] = str(retry_after_s)
+
+
+class InfluxAPIError(APIError):
+    """An error of the InfluxDB-compatible front door (``/ping``, ``/query``, ``/write``),
+    rendered as InfluxDB 1.x renders it: ``{"error": "..."}`` with InfluxDB's status, so
+    its clients (the influx CLI, Grafana, client libraries) read it as they would from
+    InfluxDB itself."""
+
+    status = 400
+    code = "influx_error"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.message}
 
 
 class ShardError(FederationError):

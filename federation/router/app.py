@@ -47,6 +47,7 @@ from federation.router.auth import ApiKeyAuth
 from federation.router.contract import document
 from federation.router.errors import UnhandledErrors, api_error, http_error
 from federation.router.fanout import Federation
+from federation.router.frontdoor.routes import routes as frontdoor_routes
 from federation.router.limits import BodyLimits
 from federation.router.metrics import RequestMetrics, RouterMetrics, ShardPoolCollector
 from federation.router.page import routes as page_routes
@@ -312,6 +313,7 @@ def create_app(
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),
         *alert_routes(),  # before the /{pair} catch-all
+        *frontdoor_routes(),  # /ping, /query, /write: InfluxDB's own API
         *page_routes(),  # GET / and /static/...: the page
         Route("/{pair}", pair),
     ]

@@ -44,6 +44,13 @@ class Error(BaseModel):
     missing_shards: list[str] | None = None
 
 
+class InfluxError(BaseModel):
+    """An error of the InfluxDB-compatible front door, in InfluxDB 1.x's own shape."""
+
+    model_config = _OPEN
+    error: str
+
+
 class Price(BaseModel):
     price: float
     time: str
@@ -101,6 +108,7 @@ class Pairs(BaseModel):
 
 MODELS: tuple[type[BaseModel], ...] = (
     Error,
+    InfluxError,
     PairAnswer,
     Health,
     Ready,

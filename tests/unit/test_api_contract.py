@@ -8,7 +8,7 @@ import re
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from schemathesis.config import SchemathesisConfig
 from schemathesis.schemas import BaseSchema
 from starlette.routing import Route
@@ -52,6 +52,7 @@ def api() -> BaseSchema:
 
 
 schema = api()
+TAKEN = {path for path in schema.raw_schema["paths"] if "{" not in path}
 
 
 @schema.parametrize()
@@ -63,6 +64,9 @@ schema = api()
     suppress_health_check=list(HealthCheck),
 )
 def test_api_answers_as_its_description_says(case: schemathesis.Case) -> None:
+    # A "pair" that is another route's path (a negative case of /{pair}'s "not" enum)
+    # is a request to that route, checked against its own description.
+    assume(f"/{(case.path_parameters or {}).get('pair')}" not in TAKEN)
     case.call_and_validate(headers=AUTH)
 
 

@@ -1,0 +1,14 @@
+"""The front door's routes (see :mod:`federation.router.frontdoor`); each is listed here
+once it is built."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route
+
+from federation.router.frontdoor.ping import ping
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/ping", ping, methods=["GET", "HEAD"]),
+    ]
