@@ -56,7 +56,7 @@ _TAG = re.compile(rf",({_TOK})=({_TOK})")
 _UNESCAPE = re.compile(r"\\([, =])")
 # Field values worth a closer look: long digit runs (an integer past int64, a float
 # past float64) or exponents.
-_BIG = re.compile(r"[0-9]{19}|[eE]")
+_BIG = re.compile(r"[0-9]{19}|[0-9.][eE]")
 _NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|=(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)(i?)(?=,|$)')
 
 
@@ -79,33 +79,51 @@ def parse_body(body: str, *, precision: str, now_ns: int, placement_tag: str | N
         line = raw.lstrip()
         if not line or line.startswith("#"):
             continue
-        match = _LINE.fullmatch(line)
-        reason = _diagnose(line) if match is None else _out_of_range(match["fields"])
-        if reason is None:
-            assert match is not None
-            key, stamp = match["key"], match["time"]
-            ns = now_ns if stamp is None else int(stamp) * factor
-            if stamp is not None and not -INT64 <= int(stamp) < INT64:
-                reason = f'strconv.ParseInt: parsing "{stamp}": value out of range'
-            elif not MIN_NS <= ns <= MAX_NS:
-                reason = TIME_RANGE
-            else:
-                reason = _duplicate_tags(key)
-        if reason is not None:
-            parsed.errors.append(f"unable to parse '{line}': {reason}")
-            continue
-        assert match is not None
-        parsed.lines.append(f"{match['key']} {match['fields']} {ns}")
-        parsed.keys.append(placement_key(match["key"], placement_tag))
+        checked = _check(line, factor, now_ns, placement_tag)
+        if isinstance(checked, str):
+            parsed.errors.append(f"unable to parse '{line}': {checked}")
+        else:
+            parsed.lines.append(checked[0])
+            parsed.keys.append(checked[1])
     return parsed
+
+
+def _check(line: str, factor: int, now_ns: int, placement_tag: str | None) -> tuple[str, str] | str:
+    """The line with its time in ns and its placement key, or why influxd refuses it."""
+    match = _LINE.fullmatch(line)
+    if match is None:
+        return _diagnose(line)
+    key, fields, stamp = match["key"], match["fields"], match["time"]
+    reason = _out_of_range(fields)
+    if reason is not None:
+        return reason
+    if stamp is not None and not -INT64 <= int(stamp) < INT64:
+        return f'strconv.ParseInt: parsing "{stamp}": value out of range'
+    ns = now_ns if stamp is None else int(stamp) * factor
+    if not MIN_NS <= ns <= MAX_NS:
+        return TIME_RANGE
+    placed = _placement(key, placement_tag)
+    if placed is None:
+        return "duplicate tags"
+    return f"{key} {fields} {ns}", placed
 
 
 def placement_key(key: str, placement_tag: str | None) -> str:
     """The placement key of a line whose measurement and tags are ``key`` (escaped, as
     written)."""
+    placed = _placement(key, placement_tag)
+    assert placed is not None, "a line with duplicate tags has no placement"
+    return placed
+
+
+def _placement(key: str, placement_tag: str | None) -> str | None:
+    """:func:`placement_key`, or None when a tag is named twice (the line is refused)."""
     measurement = _MEASUREMENT.match(key)
     assert measurement is not None
-    tags = {name: value for name, value in _TAG.findall(key, measurement.end())}
+    found = _TAG.findall(key, measurement.end())
+    tags = dict(found)
+    if len(tags) != len(found):
+        return None
     pair = tags.get("pair")
     if pair is not None and _unescape(measurement.group()) == MEASUREMENT:
         return _unescape(pair)
@@ -129,11 +147,6 @@ def keys_of(body: bytes, placement_tag: str | None) -> list[str]:
 
 def _unescape(text: str) -> str:
     return _UNESCAPE.sub(r"\1", text) if "\\" in text else text
-
-
-def _duplicate_tags(key: str) -> str | None:
-    names = _TAG.findall(key)
-    return "duplicate tags" if len({n for n, _ in names}) != len(names) else None
 
 
 def _out_of_range(fields: str) -> str | None:
