@@ -3,6 +3,7 @@ error texts are compared with real influxd's in tests/integration/test_influx_wr
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import pytest
 from federation.core.shardmap import ShardMap
 from federation.router.app import create_app
 from federation.router.settings import RouterSettings
+from ingest.spool import Spool
 from tests.asgi import served
 from tests.fakeshard import FakeShard, connect_to
 from tests.unit.test_router import SHARDS
@@ -232,3 +234,43 @@ async def test_write_get_is_405_not_a_pair(tmp_path: Path) -> None:
     async with router(tmp_path, {}) as client:
         answer = await client.get("/write", params={"db": "crypto"})
     assert (answer.status_code, answer.headers["Allow"]) == (405, "POST")
+
+
+async def test_write_chunked_body_over_its_limit_413(tmp_path: Path) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for t in range(5000):
+            yield (price("btcusd", t) + "\n").encode()
+
+    async with router(tmp_path, {}, write_max_body=100_000) as client:
+        answer = await client.post("/write", params={"db": "crypto"}, content=chunks())
+    assert (answer.status_code, answer.json()["limit"]) == (413, "FEDERATION_WRITE_MAX_BODY")
+
+
+async def test_write_spool_of_an_earlier_run_replayed_at_start(tmp_path: Path) -> None:
+    line = price("ethusd", 7_000_000_000)
+    await Spool(tmp_path / "spool").queue("shard-a").append([f"{line}\n".encode()])
+    fakes: dict[str, FakeShard] = {}
+    async with router(tmp_path, fakes) as client:
+        writes = client._transport.app.state.writes  # type: ignore[attr-defined]
+        for _ in range(100):
+            if writes.opened and await writes.writer.wait_drained(0.1):
+                break
+            await asyncio.sleep(0.01)
+    assert holders(fakes, line) == ShardMap(SHARDS).owners("ethusd")
+
+
+async def test_write_concurrent_batches_for_a_down_shard_all_spooled(tmp_path: Path) -> None:
+    fakes: dict[str, FakeShard] = {}
+    owner = ShardMap(SHARDS).owners("btcusd")[0]
+    connect_to(fakes)(ShardMap(SHARDS).by_name(owner), "crypto").down = True
+    async with router(tmp_path, fakes) as client:
+        await asyncio.gather(
+            *(
+                client.post("/write", params={"db": "crypto"}, content=price("btcusd", t))
+                for t in range(20)
+            )
+        )
+        fakes[owner].down = False
+        writes = client._transport.app.state.writes  # type: ignore[attr-defined]
+        assert await writes.writer.wait_drained(5)
+    assert sorted(fakes[owner].lines) == sorted(price("btcusd", t) for t in range(20))

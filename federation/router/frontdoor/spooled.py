@@ -45,6 +45,11 @@ class SpooledWriter:
         )
 
     @property
+    def opened(self) -> bool:
+        """Whether the spool is open (a write came, or an earlier run left batches)."""
+        return self._writer is not None
+
+    @property
     def writer(self) -> ShardWriter:
         """The writer, its spool opened on first use."""
         if self._writer is None:
