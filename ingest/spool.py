@@ -103,6 +103,11 @@ class ShardQueue:
         self._next_seq = 0
         self._written_figures: dict[str, Any] | None = None  # what status.json last said
         self._written_at = 0.0
+        # Appends one at a time: each numbers its batches from _next_seq before its
+        # thread writes them, so two at once (the router's concurrent /write requests)
+        # would give two batches one name, and the second file would replace the first.
+        self._appending = asyncio.Lock()
+        self._dead_lettering = asyncio.Lock()  # likewise: one append to the file at a time
         self._open()
 
     def _open(self) -> None:
@@ -228,6 +233,10 @@ class ShardQueue:
         ones), and the error that stopped the others. The queue holds exactly the batches
         on disk, even when one fails half-way. ``dealt_by`` is remembered in memory: the
         writer's map generation that placed the lines."""
+        async with self._appending:
+            return await self._append(bodies, dealt_by)
+
+    async def _append(self, bodies: list[bytes], dealt_by: int) -> tuple[int, OSError | None]:
         now = _now_ms()
         planned = []
         for seq, body in enumerate(bodies, start=self._next_seq):
@@ -300,7 +309,8 @@ class ShardQueue:
         seq = "-" if entry is None else str(entry.seq)
         header = f"# dead-letter {stamp} seq={seq} points={points} reason: {reason_line}\n"
         path = self.directory / DEAD_LETTER
-        await asyncio.to_thread(append_durably, path, header.encode() + body)
+        async with self._dead_lettering:
+            await asyncio.to_thread(append_durably, path, header.encode() + body)
         if entry is not None:
             await self.remove(entry, replayed=False)
         self.dead_batches += 1

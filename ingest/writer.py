@@ -20,6 +20,10 @@ the shard's queue on disk, and the tick never waits on a shard that is down:
 - the drainer sends the lines of pairs the shard no longer owns (the map changed since
   they were spooled) to the pairs' current owners instead, so a rebalance does not have
   to move them again.
+
+The ingester deals frames (:meth:`ShardWriter.write`); the router's ``/write`` deals
+lines it has already placed (:meth:`ShardWriter.write_lines`), with its own
+``precision`` (nanoseconds) and ``placement`` (the placement key of each spooled line).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +67,7 @@ class WriteReport:
     written: dict[str, int] = field(default_factory=dict)  # points stored, per shard
     spooled: dict[str, int] = field(default_factory=dict)  # points queued on disk, per shard
     failed: dict[str, int] = field(default_factory=dict)  # points neither stored nor spooled
+    lost: dict[str, int] = field(default_factory=dict)  # of those, not dead-lettered either
     errors: dict[str, str] = field(default_factory=dict)  # why, per shard
     invalid_rows: int = 0  # rows refused before writing (price not finite and positive)
 
@@ -75,6 +80,7 @@ class WriteReport:
             (self.written, other.written),
             (self.spooled, other.spooled),
             (self.failed, other.failed),
+            (self.lost, other.lost),
         ):
             for name, count in theirs.items():
                 mine[name] = mine.get(name, 0) + count
@@ -108,8 +114,15 @@ class ShardWriter:
         retries: int = 3,
         backoff_s: float = 0.5,
         drain_backoff_max_s: float = 30.0,
+        precision: str = "ms",
+        placement: Callable[[bytes], list[str]] = pairs_of,
     ) -> None:
+        """``precision`` is that of every line this writer deals and spools; ``placement``
+        gives the placement key of every line of a spooled body (a line without one
+        keeps its batch on the shard it was spooled for)."""
         self.shard_map = shard_map
+        self.precision = precision
+        self.placement = placement
         self.clients = clients
         self.spool = spool
         self.batch_lines = batch_lines
@@ -168,8 +181,15 @@ class ShardWriter:
         report = WriteReport(invalid_rows=len(frame) - len(clean))
         if clean.empty:
             return report
+        report.merge(await self.write_lines(self.split_lines(clean)))
+        return report
+
+    async def write_lines(self, parts: Mapping[str, list[str]]) -> WriteReport:
+        """Write lines already dealt to their shards (by name), each shard's in order,
+        the shards in parallel; acknowledged once stored or spooled, as :meth:`write`."""
+        self.resume()
+        report = WriteReport()
         generation = self._generation
-        parts = self.split_lines(clean)
         results = await asyncio.gather(
             *(self._write_shard(name, lines, generation) for name, lines in parts.items())
         )
@@ -179,6 +199,8 @@ class ShardWriter:
                 report.spooled[name] = result.spooled
             if result.failed:
                 report.failed[name] = result.failed
+            if result.lost:
+                report.lost[name] = result.lost
             if result.error is not None:
                 report.errors[name] = result.error
         return report
@@ -258,7 +280,7 @@ class ShardWriter:
         attempt = 0
         while True:
             try:
-                await client.write(body)
+                await client.write(body, self.precision)
                 return None
             except ShardRejected as exc:
                 if exc.status == 404 and not created:
@@ -284,9 +306,9 @@ class ShardWriter:
     def _moved_lines(self, name: str, body: bytes) -> tuple[bytes, dict[str, list[str]]]:
         """Split a batch spooled for ``name`` by the current map: the body of the lines
         it still owns, and the lines of pairs it no longer owns, by their owners now."""
-        pairs = pairs_of(body)
+        pairs = self.placement(body)
         if len(pairs) != body.count(b"\n"):
-            return body, {}  # a line without a pair tag: the shard judges it (400: dead letter)
+            return body, {}  # a line without a placement key: it stays where it was spooled
         owners = {p: self.shard_map.owners(p) for p in set(pairs)}
         if all(name in o for o in owners.values()):
             return body, {}  # the usual case, decided per distinct pair
@@ -370,7 +392,7 @@ class ShardWriter:
                         await client.create_database()
                         ready = True
                     try:
-                        await client.write(body)
+                        await client.write(body, self.precision)
                     except ShardRejected as exc:
                         if exc.status == 404 and recreated != entry.seq:
                             recreated, ready = entry.seq, False  # dropped: create it again

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs from the system, on Debian/Ubuntu: Python's venv
-# module, InfluxDB 1.x (influxd), PostgreSQL (the alerts tests start a throw-away
+# module, InfluxDB 1.x (influxd) and its CLI (influx: the front door's tests drive it),
+# PostgreSQL (the alerts tests start a throw-away
 # server of their own) and Chromium (the page's browser tests drive it through
 # Playwright, which never downloads a browser here). Elsewhere it says what to install
 # and fails.
@@ -10,6 +11,9 @@ need=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 if [ -z "${INFLUXD:-}" ] && ! command -v influxd >/dev/null && [ ! -x /usr/bin/influxd ]; then
     need+=(influxdb)
+fi
+if [ -z "${INFLUX_CLI:-}" ] && ! command -v influx >/dev/null; then
+    need+=(influxdb-client)
 fi
 if [ -z "${PG_BINDIR:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     need+=(postgresql)
@@ -30,7 +34,8 @@ if [ -f /etc/debian_version ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 else
     echo "missing: ${need[*]}. Install Python 3.11+ with venv, InfluxDB 1.x (influxd on PATH," >&2
-    echo "or INFLUXD=/path/to/influxd), PostgreSQL (or PG_BINDIR=/dir/of/initdb) and" >&2
+    echo "or INFLUXD=/path/to/influxd) and its CLI (influx on PATH, or INFLUX_CLI=/path/to/influx)," >&2
+    echo "PostgreSQL (or PG_BINDIR=/dir/of/initdb) and" >&2
     echo "Chromium (chromium on PATH, or CHROMIUM=/path/to/chromium), then run make again." >&2
     exit 1
 fi

@@ -1,7 +1,8 @@
 """A fake shard for the unit tests: the :class:`~federation.core.influx.ShardClient`
 interface over points held in memory, as httpx's MockTransport fakes a transport.
 
-It keeps what ``write`` receives (line protocol, read by the small reader below) and
+It keeps what ``write`` receives (line protocol, read by the small reader below; lines
+of other measurements are kept as text in ``lines`` only) and
 answers each catalogue :class:`~federation.core.influxql.Statement` by its kind and
 arguments, computed from those points with pandas, in the shapes InfluxDB 1.6 answers
 (tests/integration/test_catalogue_live.py asks real influxd the same statements):
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
@@ -41,7 +43,7 @@ from federation.core.lineproto import batches, escape_tag, to_lines
 from federation.core.shardmap import Shard
 from federation.core.types import Series
 
-NS = {"ns": 1, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+NS = {"n": 1, "ns": 1, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 HOUR_NS = 3_600 * NS["s"]
 DTYPES = {
     "time": "int64",
@@ -53,6 +55,7 @@ DTYPES = {
 COLUMNS = list(DTYPES)
 TAGS = ["exchange", "pair"]
 Answer = list[list[Series]]
+_OTHER_POINT = re.compile(r"\S+ [^ =]+=\S")  # a line of some measurement, with fields
 
 
 def _split_unescaped(text: str, sep: str) -> list[str]:
@@ -147,6 +150,8 @@ class FakeShard:
     def _store(self, body: bytes, precision: str) -> None:
         rows = []
         for line in body.decode().splitlines():
+            if _OTHER_POINT.match(line) and not line.startswith(f"{MEASUREMENT},"):
+                continue  # another measurement: kept in ``lines`` only, never queried
             try:
                 rows.append(parse_line(line, precision))
             except (ValueError, KeyError) as exc:

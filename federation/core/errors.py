@@ -17,7 +17,11 @@ layer shares live in this module; each package adds its own under the base, in i
     │   │   ├── AnswerTooLarge   422, a strict=true answer over FEDERATION_STRICT_MAX_ROWS
     │   │   └── Busy             503 with Retry-After, too much on-demand work under way
     │   └── InfluxAPIError       the InfluxDB-compatible front door's errors, in InfluxDB's
-    │                            own shape {"error": "..."} with InfluxDB's status
+    │       │                    own shape {"error": "..."} with InfluxDB's status (400)
+    │       ├── InfluxUnauthorized   401 "authorization failed": a missing or wrong key
+    │       ├── InfluxForbidden      403, /write from a non-loopback client without keys
+    │       ├── InfluxNotFound       404, a database the federation does not hold
+    │       └── InfluxUnavailable    503, lines neither stored nor spooled: send them again
     ├── ShardError               carries .shard (the shard's name)
     │   ├── ShardUnavailable     connect error, timeout, 5xx: worth retrying later
     │   ├── ShardRejected        4xx on write/query (bad line, missing database): futile to retry
@@ -159,6 +163,31 @@ class InfluxAPIError(APIError):
 
     def to_json(self) -> dict[str, Any]:
         return {"error": self.message}
+
+
+class InfluxUnauthorized(InfluxAPIError):
+    """Credentials missing or not a configured key; influxd's own words, whatever the
+    reason, so an answer never tells a key that is close from one that is absent."""
+
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__("authorization failed")
+
+
+class InfluxForbidden(InfluxAPIError):
+    status = 403
+
+
+class InfluxNotFound(InfluxAPIError):
+    status = 404
+
+
+class InfluxUnavailable(InfluxAPIError):
+    """Some lines could be neither stored by their shards nor spooled on disk: the
+    client should send the batch again (points already stored are kept once)."""
+
+    status = 503
 
 
 class ShardError(FederationError):

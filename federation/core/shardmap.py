@@ -49,6 +49,9 @@ class ShardMap:
     shards: tuple[Shard, ...]
     database: str = "crypto"
     replication: int = 1
+    # The tag that places lines of other measurements (and price lines without a pair
+    # tag) written through the router's /write; None: their series key places them.
+    placement_tag: str | None = None
     ring: Ring = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +90,8 @@ class ShardMap:
         text = f"{self.database}|{self.replication}|" + "|".join(
             f"{s.name}={s.url}{' drain' if s.drain else ''}" for s in self.shards
         )
+        if self.placement_tag is not None:  # only then, so older maps keep their digest
+            text += f"|placement_tag={self.placement_tag}"
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -140,6 +145,7 @@ class _ShardsFile(BaseModel):
 
     database: str = Field(default="crypto", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     replication: int = Field(default=1, ge=1)
+    placement_tag: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     shards: list[_ShardEntry] = Field(min_length=1)
 
 
@@ -157,7 +163,7 @@ _FIXES = {
     "too_short": "must not be empty; fix: list at least one shard",
 }
 _ALLOWED = {
-    "root": "database, replication, shards",
+    "root": "database, replication, placement_tag, shards",
     "shard": "name, url, drain",
 }
 
@@ -193,6 +199,7 @@ def parse_shard_map(data: Any, source: str = "shards.yaml") -> ShardMap:
             shards=tuple(Shard(s.name, s.url, s.drain) for s in parsed.shards),
             database=parsed.database,
             replication=parsed.replication,
+            placement_tag=parsed.placement_tag,
         )
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None

@@ -32,7 +32,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 from alerts.api import AlertsContext
 from alerts.api import routes as alert_routes
@@ -48,6 +49,8 @@ from federation.router.contract import document
 from federation.router.errors import UnhandledErrors, api_error, http_error
 from federation.router.fanout import Federation
 from federation.router.frontdoor.routes import routes as frontdoor_routes
+from federation.router.frontdoor.spooled import SpooledWriter
+from federation.router.frontdoor.write import WRITE_LIMIT
 from federation.router.limits import BodyLimits
 from federation.router.metrics import RequestMetrics, RouterMetrics, ShardPoolCollector
 from federation.router.page import routes as page_routes
@@ -227,6 +230,20 @@ async def pair(request: Request) -> Response:
     return ClosingStream(answer.body(), closed, media_type="application/json")
 
 
+class PairRoute(Route):
+    """``/{pair}``, which never takes a path another route serves: ``GET /write`` is
+    that route's 405 (with ``Allow``), not a question about a pair named "write"."""
+
+    def __init__(self, others: list[BaseRoute]) -> None:
+        super().__init__("/{pair}", pair)
+        self.taken = frozenset(r.path for r in others if isinstance(r, Route))
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope.get("path") in self.taken:
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
 def create_app(
     shard_map: ShardMap | None = None,
     settings: RouterSettings | None = None,
@@ -269,7 +286,12 @@ def create_app(
             pool_collector = ShardPoolCollector(lambda: pool_status(http))
             router_metrics.registry.register(pool_collector)
             stop = asyncio.Event()
-            tasks = []
+            write_spool = settings.write_spool_dir or (
+                Path(settings.config_path).parent / ".write-spool"
+            )
+            writes = SpooledWriter(Path(write_spool), shard_map, federation.clients, clock=clock)
+            app.state.writes = writes
+            tasks = [asyncio.create_task(writes.run(stop))]
             if settings.rank_refresh_s:
                 federation.ranks = RankTable(
                     federation.gather_answers,
@@ -281,10 +303,15 @@ def create_app(
                 tasks.append(asyncio.create_task(federation.ranks.run(stop)))
             app.state.watcher = None
             if from_file:
+
+                async def set_map(new_map: ShardMap) -> None:
+                    await federation.set_map(new_map)
+                    writes.set_map(new_map, federation.clients)
+
                 app.state.watcher = MapWatcher(
                     settings.config_path,
                     shard_map,
-                    federation.set_map,
+                    set_map,
                     interval_s=settings.reload_check_s,
                     clock=clock,
                 )
@@ -305,7 +332,7 @@ def create_app(
                 await asyncio.gather(*tasks)
                 router_metrics.registry.unregister(pool_collector)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/health", health),
         Route("/ready", ready),
         Route("/shards", shards),
@@ -315,8 +342,8 @@ def create_app(
         *alert_routes(),  # before the /{pair} catch-all
         *frontdoor_routes(),  # /ping, /query, /write: InfluxDB's own API
         *page_routes(),  # GET / and /static/...: the page
-        Route("/{pair}", pair),
     ]
+    routes.append(PairRoute(routes))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -325,7 +352,12 @@ def create_app(
             Middleware(RequestMetrics, router_metrics),
             Middleware(UnhandledErrors),
             Middleware(ApiKeyAuth, settings.api, routes),
-            Middleware(BodyLimits, max_bytes=settings.max_body, timeout_s=settings.body_timeout_s),
+            Middleware(
+                BodyLimits,
+                max_bytes=settings.max_body,
+                timeout_s=settings.body_timeout_s,
+                paths={"/write": (settings.write_max_body, WRITE_LIMIT)},
+            ),
         ],
         exception_handlers={APIError: api_error, HTTPException: http_error},
     )

@@ -5,6 +5,8 @@ The router faces the internet, so a body is never trusted to be small or to arri
 - a ``Content-Length`` over ``FEDERATION_MAX_BODY`` is refused with 413 before a byte of
   the body is read; a chunked body (no length) is counted as it arrives and refused as
   soon as it passes the limit, so at most the limit and one chunk are ever held;
+- a path may have a limit of its own (``/write``: ``FEDERATION_WRITE_MAX_BODY``, for
+  InfluxDB clients' batches), enforced the same way;
 - the whole body must arrive within ``FEDERATION_BODY_TIMEOUT`` of the request's start,
   else 408.
 
@@ -17,6 +19,7 @@ passes messages through (Starlette listens on it for the client going away).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,16 +28,29 @@ from federation.router.errors import json_error
 
 
 class BodyLimits:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_s: float) -> None:
+    """``paths`` maps a path to its own (bytes, setting name), in place of
+    (``max_bytes``, ``FEDERATION_MAX_BODY``)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        timeout_s: float,
+        paths: Mapping[str, tuple[int, str]] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
+        self.paths = dict(paths or {})
 
-    def too_large(self) -> BodyTooLarge:
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        return self.paths.get(scope["path"], (self.max_bytes, "FEDERATION_MAX_BODY"))
+
+    @staticmethod
+    def too_large(max_bytes: int, setting: str) -> BodyTooLarge:
         return BodyTooLarge(
-            f"the request body is larger than {self.max_bytes} bytes",
-            limit="FEDERATION_MAX_BODY",
-            maximum=self.max_bytes,
+            f"the request body is larger than {max_bytes} bytes", limit=setting, maximum=max_bytes
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -48,8 +64,9 @@ class BodyLimits:
                 scope, receive, send
             )
             return
-        if declared is not None and declared > self.max_bytes:
-            error = self.too_large()
+        max_bytes, setting = self._limit(scope)
+        if declared is not None and declared > max_bytes:
+            error = self.too_large(max_bytes, setting)
             await json_error(error.to_json(), error.status, error.headers)(scope, receive, send)
             return
         deadline = asyncio.get_running_loop().time() + self.timeout_s
@@ -71,8 +88,8 @@ class BodyLimits:
                 ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self.too_large()
+                if received > max_bytes:
+                    raise self.too_large(max_bytes, setting)
                 complete = not message.get("more_body", False)
             return message
 

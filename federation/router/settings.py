@@ -67,6 +67,20 @@ class RouterSettings(ProcessSettings):
         help="bytes a request body may hold; a larger one is refused with 413 from its"
         " Content-Length before it is read, or as soon as a chunked one passes it",
     )
+    write_max_body: int = setting(
+        25_000_000,
+        env="FEDERATION_WRITE_MAX_BODY",
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        help="bytes a /write body may hold (InfluxDB's own limit by default), and bytes a"
+        " gzip body may inflate to; past it 413, as for FEDERATION_MAX_BODY",
+    )
+    write_spool_dir: str | None = setting(
+        env="FEDERATION_WRITE_SPOOL_DIR",
+        default_text=".write-spool beside the shard map",
+        help="where /write spools the lines of a shard that is down (a queue per shard,"
+        " replayed in order when it is back); not the ingester's spool",
+    )
     body_timeout_s: float = setting(
         10.0,
         env="FEDERATION_BODY_TIMEOUT",

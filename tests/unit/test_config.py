@@ -47,6 +47,8 @@ def test_parse_good_file_builds_map() -> None:
             r"shards\[0\]\.port: unknown key.*allowed: name, url",
         ),
         (with_changes(replication="2"), r"replication: must be a whole number"),
+        (with_changes(placement_tag="a tag"), r"placement_tag: does not match"),
+        (with_changes(placement_tag=3), r"placement_tag: must be a string"),
         (with_changes(replication=0), r"replication: must be at least 1"),
         (with_changes(replication=3), r"replication: 3 is not between 1 and the number of shards"),
         (with_changes(shards=[]), r"shards: must not be empty"),
@@ -82,6 +84,8 @@ def test_parse_good_file_builds_map() -> None:
         "unknown-key",
         "unknown-shard-key",
         "replication-string",
+        "placement-tag-pattern",
+        "placement-tag-not-string",
         "replication-zero",
         "replication-above-shards",
         "no-shards",
@@ -114,6 +118,12 @@ def test_load_invalid_yaml_names_file(tmp_path: Path) -> None:
     path.write_text("shards: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_shard_map(path)
+
+
+def test_parse_placement_tag_kept_and_in_the_version() -> None:
+    shard_map = parse_shard_map(with_changes(placement_tag="host"))
+    assert shard_map.placement_tag == "host"
+    assert shard_map.version != parse_shard_map(GOOD).version
 
 
 def test_map_version_changes_with_shards() -> None:

@@ -5,7 +5,8 @@ influx CLI, client libraries) see one database holding every shard's data.
 - :mod:`.routes`: the three routes, mounted by the app before the ``/{pair}`` catch-all.
 - :mod:`.ping`: ``/ping``; :mod:`.headers`: the version headers of every answer.
 - :mod:`.query`: ``/query`` (to be built).
-- :mod:`.write`: ``/write`` (to be built).
+- :mod:`.write`: ``/write``; :mod:`.lines`: its line protocol checks, times and
+  placement keys; :mod:`.spooled`: the ingester's writer on the router's own spool.
 
 Errors are :class:`~federation.core.errors.InfluxAPIError`, in InfluxDB's own shape.
 """

@@ -6,9 +6,11 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from federation.router.frontdoor.ping import ping
+from federation.router.frontdoor.write import write
 
 
 def routes() -> list[BaseRoute]:
     return [
         Route("/ping", ping, methods=["GET", "HEAD"]),
+        Route("/write", write, methods=["POST"]),
     ]
