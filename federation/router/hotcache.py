@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
 HOLD_MS = 24 * HOUR_MS  # the default window: what a pair's entry holds
 ANSWERS_PER_PAIR = 4  # encoded answers kept per pair (windows, exchanges, rank changes)
+EXTENDING = 4  # pairs extended at once: each holds a connection per shard while it reads
 GZIP_LEVEL = 6
 # Between two elements of ``prices``: ids, times and numbers hold no brace (ids.py).
 _BETWEEN = re.compile(rb"\},\{")
@@ -208,6 +209,7 @@ class HotCache:
         self._fills: dict[str, asyncio.Future[Entry | None]] = {}
         self._fill_pending: dict[str, set[int]] = {}  # hours reported during a fill
         self._epoch = 0  # moves when everything held is dropped: fills under way are not kept
+        self.extended = asyncio.Event()  # set after each extension of everything held
         # Woken after each count check of the rank table; on its own at most every two
         # refresh periods, in case the rank refresh stops.
         self._extender = Periodic(
@@ -327,8 +329,15 @@ class HotCache:
     async def _extend_all(self, due_ms: int) -> None:
         t = self.clock.now_ms()
         entries = list(self.entries.values())
-        await asyncio.gather(*(self._extend(entry, t) for entry in entries))
+        room = asyncio.Semaphore(EXTENDING)
+
+        async def extend(entry: Entry) -> None:
+            async with room:
+                await self._extend(entry, t)
+
+        await asyncio.gather(*(extend(entry) for entry in entries))
         self._account()
+        self.extended.set()
 
     async def _extend(self, entry: Entry, t: int) -> None:
         epoch, held_start = self._epoch, t - self.hold_ms + 1
