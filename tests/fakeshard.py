@@ -53,6 +53,7 @@ DTYPES = {
     "volume": "float64",
 }
 COLUMNS = list(DTYPES)
+END_OF_TIME_MS = 2**63 // NS["ms"]  # past InfluxDB's last time: no upper bound
 TAGS = ["exchange", "pair"]
 Answer = list[list[Series]]
 _OTHER_POINT = re.compile(r"\S+ [^ =]+=\S")  # a line of some measurement, with fields
@@ -286,11 +287,12 @@ class FakeShard:
         return 0 if span is None else span.start_ms * NS["ms"]
 
     def _prices(self, unit: int, pair: str, duration: Duration, exchange: str | None) -> Answer:
-        rows = self._select(since=duration, pair=pair, exchange=exchange)
-        rows = rows.sort_values(["time", "exchange"], kind="mergesort")
-        times, prices, exchanges = (rows[c].tolist() for c in ("time", "price", "exchange"))
-        values = [[t // unit, p, e] for t, p, e in zip(times, prices, exchanges, strict=True)]
-        return [[_series(["time", "price", "exchange"], values)] if values else []]
+        return _price_rows(self._select(since=duration, pair=pair, exchange=exchange), unit)
+
+    def _prices_range(self, unit: int, pair: str, start_ms: int, end_ms: int | None) -> Answer:
+        end = END_OF_TIME_MS if end_ms is None else end_ms
+        rows = self._select(span=TimeRange(start_ms, end), pair=pair)
+        return _price_rows(rows, unit)
 
     def _stddev(self, unit: int, duration: Duration, exchange: str | None) -> Answer:
         rows = self._select(since=duration, exchange=exchange)
@@ -349,6 +351,7 @@ class FakeShard:
 
 _ANSWERS: Mapping[str, Callable[..., Answer]] = {
     "prices_query": FakeShard._prices,
+    "prices_range_query": FakeShard._prices_range,
     "stddev_query": FakeShard._stddev,
     "stddev_range_query": FakeShard._stddev_range,
     "moments_query": FakeShard._moments,
@@ -367,6 +370,14 @@ def _series(columns: list[str], values: list[list[Any]], **tags: str) -> Series:
     if tags:
         series["tags"] = tags
     return series
+
+
+def _price_rows(rows: pd.DataFrame, unit: int) -> Answer:
+    """A ``SELECT price, exchange`` answer: the rows in (time, exchange) order."""
+    rows = rows.sort_values(["time", "exchange"], kind="mergesort")
+    times, prices, exchanges = (rows[c].tolist() for c in ("time", "price", "exchange"))
+    values = [[t // unit, p, e] for t, p, e in zip(times, prices, exchanges, strict=True)]
+    return [[_series(["time", "price", "exchange"], values)] if values else []]
 
 
 def _stddev(points: pd.DataFrame) -> float | None:

@@ -144,6 +144,16 @@ def prices_query(pair: str, duration: Duration, exchange: str | None = None) -> 
 
 
 @_catalogued
+def prices_range_query(pair: str, start_ms: int, end_ms: int | None = None) -> str:
+    """Every point of one pair from ``start_ms`` (included) to ``end_ms`` (excluded; None:
+    every later point), in time order, with its exchange: what the hot cache reads."""
+    conditions = [f"time >= {_time(start_ms, 'ms')}"]
+    if end_ms is not None:
+        conditions.append(f"time < {_time(end_ms, 'ms')}")
+    return f"SELECT {_PRICE}, {_EXCHANGE} FROM {_M}" + _where(*conditions, *_tags(pair=pair))
+
+
+@_catalogued
 def stddev_query(duration: Duration, exchange: str | None = None) -> str:
     """The sample standard deviation of price for every (exchange, pair) series."""
     return (

@@ -51,6 +51,7 @@ from federation.router.fanout import Federation
 from federation.router.frontdoor.routes import routes as frontdoor_routes
 from federation.router.frontdoor.spooled import SpooledWriter
 from federation.router.frontdoor.write import WRITE_LIMIT
+from federation.router.hotcache import HotCache
 from federation.router.limits import BodyLimits
 from federation.router.metrics import RequestMetrics, RouterMetrics, ShardPoolCollector
 from federation.router.page import routes as page_routes
@@ -213,6 +214,13 @@ async def pair(request: Request) -> Response:
         request.query_params.multi_items(),
         settings.max_duration.seconds,
     )
+    cached = await federation.cached_answer(query)
+    if cached is not None:  # holds no shard connection: no stream slot
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+            return Response(await cached.gzipped(), media_type="application/json", headers=headers)
+        headers = {"Vary": "Accept-Encoding"}
+        return Response(cached.body, media_type="application/json", headers=headers)
     streams: StreamSlots = request.app.state.streams
     slot = streams.acquire(guard_of(request.scope))
     try:
@@ -301,6 +309,18 @@ def create_app(
                     clock=clock,
                 )
                 tasks.append(asyncio.create_task(federation.ranks.run(stop)))
+                if settings.hot_cache_bytes:
+                    federation.hot = HotCache(
+                        lambda: federation.clients,
+                        max_bytes=settings.hot_cache_bytes,
+                        refresh_s=settings.rank_refresh_s,
+                        shard_timeout=settings.shard_timeout,
+                        deadline_s=settings.deadline_s,
+                        metrics=router_metrics,
+                        clock=clock,
+                    )
+                    federation.ranks.on_hours_checked = federation.hot.hours_checked
+                    tasks.append(asyncio.create_task(federation.hot.run(stop)))
             app.state.watcher = None
             if from_file:
 

@@ -27,6 +27,7 @@ from federation.core.shardmap import ShardMap
 from federation.core.timefmt import iso_time
 from federation.core.types import Series
 from federation.router.answer import PairAnswer, ended_partial, shards_and_why
+from federation.router.hotcache import CachedAnswer, HotCache
 from federation.router.metrics import RouterMetrics
 from federation.router.params import PairQuery
 from federation.router.rank import rank_of, table_from_series
@@ -59,6 +60,7 @@ class Federation:
         self.deadline_s = deadline_s
         self.strict_max_rows = strict_max_rows
         self.ranks: RankTable | None = None  # set when the rank is precomputed
+        self.hot: HotCache | None = None  # set when the hot cache is on
         self.metrics = metrics or RouterMetrics()
         self._connect = connect
         self.clients = self._clients_for(shard_map)
@@ -75,6 +77,8 @@ class Federation:
             required=False,
         )
         self.shard_map, self.clients = shard_map, clients
+        if self.hot is not None:
+            self.hot.clear("the shard map changed")
 
     async def gather(
         self,
@@ -162,6 +166,25 @@ class Federation:
             )
             return await self._rank(q, precomputed=False)
         return await self._rank(q)
+
+    async def cached_answer(self, q: PairQuery) -> CachedAnswer | None:
+        """The ``GET /{pair}`` answer from the hot cache, or None when it must go the
+        uncached way: no cache, a longer window, a rank the table lacks or may lack
+        (the uncached path refreshes it, or tells a 404, or a partial answer), no point
+        in the window, or a strict answer over its rows."""
+        hot = self.hot
+        if hot is None or not hot.holds(q):
+            return None
+        rank, as_of, rank_missing = await self._rank(q)
+        if rank is None or as_of is None or rank_missing:
+            return None
+        head = {
+            "pair": q.pair,
+            "rank": f"{rank[0]}/{rank[1]}",
+            "duration": str(q.duration),
+            "rank_as_of": iso_time(as_of),
+        }
+        return await hot.answer(q, head, self.strict_max_rows if q.strict else None)
 
     async def pair_answer(self, q: PairQuery) -> PairAnswer:
         """The ``GET /{pair}`` answer: rank now, prices streamed from every shard."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,6 +45,30 @@ class RouterMetrics:
         )
         self.partial_answers = Counter(
             "federation_partial_answers", "Answers flagged partial", registry=self.registry
+        )
+        self.hot_cache_bytes = Gauge(
+            "federation_hot_cache_bytes",
+            "Bytes the hot cache holds (points, encoded, and the answers made from them)",
+            registry=self.registry,
+        )
+        self.hot_cache_pairs = Gauge(
+            "federation_hot_cache_pairs", "Pairs the hot cache holds", registry=self.registry
+        )
+        self.hot_cache_hits = Counter(
+            "federation_hot_cache_hits",
+            "Price answers served from pairs the hot cache held",
+            registry=self.registry,
+        )
+        self.hot_cache_misses = Counter(
+            "federation_hot_cache_misses",
+            "Price answers the hot cache was asked for and did not hold (filled, or sent"
+            " the uncached way)",
+            registry=self.registry,
+        )
+        self.hot_cache_evictions = Counter(
+            "federation_hot_cache_evictions",
+            "Pairs dropped from the hot cache to stay within FEDERATION_HOT_CACHE_BYTES",
+            registry=self.registry,
         )
 
 

@@ -109,6 +109,9 @@ class RankTable:
         self.ready = asyncio.Event()  # set once the first refresh is done
         self.tried = asyncio.Event()  # set once the first refresh ended, done or failed
         self.clock = clock
+        # Told, after each count check, the closed hours about to be read (again): their
+        # counts moved, or they are new; and whether every shard answered the count.
+        self.on_hours_checked: Callable[[list[int], bool], None] | None = None
         # A failed refresh is logged and the last table stays in use.
         self._refresher = Periodic(
             self._refresh_once,
@@ -160,6 +163,8 @@ class RankTable:
             or self._hours[h].missing
             or (not counts_missing and self._hours[h].count != counts.get(h, 0))
         ]
+        if self.on_hours_checked is not None:
+            self.on_hours_checked(stale, not counts_missing)
         await self._load_hours(stale, current, counts)
         edges: dict[TimeRange, asyncio.Task[tuple[pd.DataFrame, set[str]]]] = {}
         snapshots = {w.seconds: await self._build(w.seconds * 1000, t, edges) for w in self.windows}

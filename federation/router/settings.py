@@ -129,6 +129,16 @@ class RouterSettings(ProcessSettings):
         " per shard; past it a new one takes the place of the answer whose client has not"
         " read for longest (1 s or more), else it is refused with 503 and Retry-After",
     )
+    hot_cache_bytes: int = setting(
+        256 * 1024 * 1024,
+        env="FEDERATION_HOT_CACHE_BYTES",
+        ge=0,
+        le=1024**4,
+        help="bytes the hot cache may hold (the last 24 h of the pairs asked for, ready to"
+        " send); past it the least recently asked pair is dropped; 0 turns the cache off"
+        " (so does FEDERATION_RANK_REFRESH=0: the cache learns of late points from the rank"
+        " table's count check)",
+    )
     api: ApiKeys = Field(default_factory=ApiKeys)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     credentials: Credentials = Field(default_factory=Credentials)

@@ -44,6 +44,10 @@ EXAMPLES = {
     "prices_query": Example(
         lambda t0: influxql.prices_query("btcusd", HOUR, "ex-a"), [["time", "price", "exchange"]]
     ),
+    "prices_range_query": Example(
+        lambda t0: influxql.prices_range_query("btcusd", t0 - 60_000),
+        [["time", "price", "exchange"]],
+    ),
     "stddev_query": Example(lambda t0: influxql.stddev_query(HOUR), [["time", "stddev"]]),
     "stddev_range_query": Example(
         lambda t0: influxql.stddev_range_query(_span(t0)), [["time", "stddev"]]

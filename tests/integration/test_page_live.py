@@ -66,9 +66,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         end = now_ms() // 60_000 * 60_000
         market = SimulatedMarket(SERIES)
         asyncio.run(write(shard_map, market.history(end - 86_400_000, end + 1)))
+        # The hot cache off: the page is checked against the shards' answer as it is now
+        # (new points, a stopped shard), where the cache's would be up to a refresh old.
         settings = RouterSettings(
             shard_timeout=2.0,
             rank_refresh_s=60,
+            hot_cache_bytes=0,
             spool_dir=str(root / "spool"),
             alerts={"db_url": str(root / "alerts.sqlite3")},
         )
