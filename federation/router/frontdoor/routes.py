@@ -6,9 +6,11 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from federation.router.frontdoor.ping import ping
+from federation.router.frontdoor.query import query
 
 
 def routes() -> list[BaseRoute]:
     return [
         Route("/ping", ping, methods=["GET", "HEAD"]),
+        Route("/query", query, methods=["GET", "POST"]),
     ]
