@@ -668,6 +668,13 @@ class _Parser:
             return NumberLit(float(token.text))
         if token.kind == "DURATION":
             return DurationLit(parse_duration(token.text))
+        if token.kind == "KEYWORD" and token.text == "DISTINCT":  # DISTINCT(x), DISTINCT x
+            if self.op("("):
+                inner = self.expr()
+                self.expect_op(")")
+            else:
+                inner = VarRef(self.ident())
+            return Call("distinct", (inner,))
         if token.kind == "KEYWORD" and token.text in {"TRUE", "FALSE"}:
             return BoolLit(token.text == "TRUE")
         if token.kind == "PARAM":

@@ -115,6 +115,15 @@ class RouterSettings(ProcessSettings):
         " per shard; past it a new one takes the place of the answer whose client has not"
         " read for longest (1 s or more), else it is refused with 503 and Retry-After",
     )
+    influx_max_rows: int = setting(
+        1_000_000,
+        env="FEDERATION_INFLUX_MAX_ROWS",
+        ge=1,
+        le=100_000_000,
+        help="raw points /query reads to compute what no partial can combine (MEDIAN,"
+        " PERCENTILE, MODE, DISTINCT); a statement that selects more answers an error"
+        " naming this limit",
+    )
     api: ApiKeys = Field(default_factory=ApiKeys)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     credentials: Credentials = Field(default_factory=Credentials)

@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from federation.core.errors import InfluxAPIError
+from federation.core.influxql_ast import Select
+from federation.core.influxql_ast import Statement as Tree
 from federation.core.influxql_parser import ParseError, parse_query
 from federation.router.frontdoor.headers import INFLUX_HEADERS
 from federation.router.frontdoor.run import Runner
@@ -106,7 +108,12 @@ async def query(request: Request) -> Response:
         parsed = parse_query(text, _bind(params.get("params")))
     except ParseError as exc:
         raise InfluxAPIError(f"error parsing query: {exc}") from None
-    runner = Runner(request.app.state.federation, params.get("db"), time.time_ns())
+    runner = Runner(
+        request.app.state.federation,
+        params.get("db"),
+        time.time_ns(),
+        request.app.state.settings.influx_max_rows,
+    )
     epoch = params.get("epoch")
     if params.get("chunked") == "true":
         return StreamingResponse(
@@ -134,32 +141,28 @@ def _chunk_size(text: str | None) -> int:
 
 
 async def _chunks(
-    runner: Runner, statements: list[Any], epoch: str | None, size: int
+    runner: Runner, statements: list[Tree], epoch: str | None, size: int
 ) -> AsyncIterator[bytes]:
-    """InfluxDB's chunked answer: one ``{"results": [...]}`` a line, each with at most
-    ``size`` rows; a series split over lines carries ``partial``, as does every line but
-    the last of a statement."""
+    """InfluxDB's chunked answer: one ``{"results": [...]}`` a line, each holding one
+    series or at most ``size`` rows of it (a series split over lines carries
+    ``partial``, and so does every line of a statement but its last). SHOW answers are
+    not chunked, as InfluxDB does not chunk them."""
     for i, statement in enumerate(statements):
         result = _times(await runner.run(statement), epoch)
+        series_list = result.get("series", [])
+        if not isinstance(statement, Select) or not series_list:
+            yield orjson.dumps({"results": [{"statement_id": i, **result}]}) + b"\n"
+            continue
         pieces: list[dict[str, Any]] = []
-        for series in result.get("series", []):
+        for series in series_list:
             values = series["values"]
             for start in range(0, len(values), size):
                 piece = {**series, "values": values[start : start + size]}
                 if start + size < len(values):
                     piece["partial"] = True
                 pieces.append(piece)
-        if not pieces:
-            yield orjson.dumps({"results": [{"statement_id": i, **result}]}) + b"\n"
-            continue
-        line: list[dict[str, Any]] = []
-        rows = 0
         for k, piece in enumerate(pieces):
-            line.append(piece)
-            rows += len(piece["values"])
-            if rows >= size or k == len(pieces) - 1:
-                body: dict[str, Any] = {"statement_id": i, "series": line}
-                if k < len(pieces) - 1:
-                    body["partial"] = True
-                yield orjson.dumps({"results": [body]}) + b"\n"
-                line, rows = [], 0
+            body: dict[str, Any] = {"statement_id": i, "series": [piece]}
+            if k < len(pieces) - 1:
+                body["partial"] = True
+            yield orjson.dumps({"results": [body]}) + b"\n"

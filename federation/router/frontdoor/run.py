@@ -28,6 +28,8 @@ from federation.core.influxql_ast import (
     Call,
     CreateDatabase,
     Field,
+    IntegerLit,
+    NumberLit,
     Refused,
     Select,
     Show,
@@ -53,6 +55,7 @@ from federation.router.frontdoor.conditions import (
     pinned,
     time_range,
 )
+from federation.router.frontdoor.rawcalc import POINT_SELECTORS, RAW_ONLY, Point, compute
 
 PLACEMENT_KEY = "pair"
 Result = dict[str, Any]
@@ -69,8 +72,11 @@ def error(message: str) -> Result:
 class Runner:
     """Runs the statements of one request against the federation's shards."""
 
-    def __init__(self, federation: Federation, database: str | None, now_ns: int) -> None:
+    def __init__(
+        self, federation: Federation, database: str | None, now_ns: int, max_rows: int
+    ) -> None:
         self.federation = federation
+        self.max_rows = max_rows
         self.database = database
         self.now_ns = now_ns
 
@@ -186,12 +192,16 @@ class Runner:
         calls = [f.expr for f in tree.fields if isinstance(f.expr, Call)]
         if not calls:
             return await self.raw(tree)
-        if len(calls) != len(tree.fields) or not all(_combinable(c) for c in calls):
-            raise StatementError(
-                "the federation combines only COUNT, SUM, MEAN, STDDEV, MIN, MAX, FIRST,"
-                " LAST and SPREAD of one field, without other fields, across shards"
-            )
-        return await self.aggregate(tree, calls)
+        if len(calls) == len(tree.fields) and all(
+            c.name in COMBINABLE and _combinable(c) for c in calls
+        ):
+            return await self.aggregate(tree, calls)
+        if len(calls) == len(tree.fields) and all(_computable(c) for c in calls):
+            return await self.raw_aggregate(tree, calls)
+        raise StatementError(
+            "the federation answers COUNT, SUM, MEAN, STDDEV, MIN, MAX, FIRST, LAST, SPREAD,"
+            " MEDIAN, MODE, DISTINCT and PERCENTILE of one field, without other fields"
+        )
 
     def _dimensions(self, tree: Select) -> tuple[tuple[Any, ...], bool]:
         """The dimensions sent: the client's plus the placement key, and whether it
@@ -320,36 +330,46 @@ class Runner:
     def _aggregate_series(
         self, tree: Select, calls: list[Call], groups: dict[Any, Group]
     ) -> list[Series]:
-        columns = ["time", *_column_names(tree)]
         every = time_range(tree.condition)
-        interval = tree.time_dimension
         single_selector = len(calls) == 1 and calls[0].name in SELECTORS
-        out: list[Series] = []
-        ordered = sorted(groups.items(), key=lambda kv: kv[0], reverse=tree.descending)
-        for (name, tags), group in ordered:
-            if interval is None:
+        rows: dict[Any, list[tuple[int, list[Any]]]] = {}
+        for key, group in groups.items():
+            if tree.time_dimension is None:
                 accumulators = (
                     group.row(0) if not group.windows else next(iter(group.windows.values()))
                 )
                 if len(group.windows) > 1:  # one row per series: join the pairs' rows
                     for more in list(group.windows.values())[1:]:
                         _merge_rows(accumulators, more)
-                if not any(a.seen for a in accumulators):
-                    continue
-                stamp = (
-                    accumulators[0].time
-                    if single_selector
-                    else (every.start if every.start is not None else 0)
-                )
-                rows = [(stamp or 0, [a.result() for a in accumulators])]
+                if any(a.seen for a in accumulators):
+                    start = every.start if every.start is not None else 0
+                    stamp = accumulators[0].time if single_selector else start
+                    rows[key] = [(stamp or 0, [a.result() for a in accumulators])]
             else:
                 had = sorted(
                     (w, [a.result() for a in accs])
                     for w, accs in group.windows.items()
                     if any(a.seen for a in accs)
                 )
-                if not had:
-                    continue
+                if had:
+                    rows[key] = had
+        return self._shaped(tree, calls, rows)
+
+    def _shaped(
+        self,
+        tree: Select,
+        calls: list[Call],
+        groups: dict[Any, list[tuple[int, list[Any]]]],
+    ) -> list[Series]:
+        """The series of an aggregate from each group's rows that had points: windows
+        filled, ordered, paged as the statement asks."""
+        columns = ["time", *_column_names(tree)]
+        every = time_range(tree.condition)
+        interval = tree.time_dimension
+        out: list[Series] = []
+        for (name, tags), had in sorted(groups.items(), reverse=tree.descending):
+            rows = had
+            if interval is not None and not any(c.name == "distinct" for c in calls):
                 rows = filled(
                     had,
                     _windows(interval, every.start, every.end, self.now_ns, had),
@@ -363,11 +383,76 @@ class Runner:
                             if c.name == "count" and values[i] is None:
                                 values[i] = 0
             if tree.descending:
-                rows.reverse()
+                rows = rows[::-1]
             values = _page([[t, *v] for t, v in rows], tree.limit, tree.offset)
             if values:
                 out.append(_series(name, tags, tree, columns, values))
         return _page(out, tree.slimit, tree.soffset)
+
+    async def raw_aggregate(self, tree: Select, calls: list[Call]) -> Result:
+        """Aggregates computed from the raw points (:mod:`.rawcalc`), at most
+        ``max_rows`` of them."""
+        if any(c.name == "distinct" for c in calls) and len(calls) > 1:
+            raise StatementError(
+                "aggregate function distinct() cannot be combined with other functions or fields"
+            )
+        dims, added = self._dimensions(tree)
+        fields = list(dict.fromkeys(_field(c) for c in calls))
+        sent = dataclasses.replace(
+            tree,
+            fields=tuple(Field(VarRef(f)) for f in fields),
+            dimensions=tuple(d for d in dims if not isinstance(d, TimeDimension)),
+            fill="null",
+            fill_value=None,
+            descending=False,
+            limit=self.max_rows + 1,
+            offset=0,
+            slimit=0,
+            soffset=0,
+        )
+        pairs = pinned(tree.condition, PLACEMENT_KEY)
+        answers = await self._fan_out(influxql.front_select(sent), pairs)
+        chosen = one_copy(
+            {s: a[0] if a else [] for s, a in answers.items()}, PLACEMENT_KEY, self._owners()
+        )
+        if sum(len(s["values"]) for s in chosen) > self.max_rows:
+            names = ", ".join(sorted({c.name.upper() for c in calls if c.name in RAW_ONLY}))
+            raise StatementError(
+                f"{names} is computed from the raw points, at most FEDERATION_INFLUX_MAX_ROWS"
+                f" ({self.max_rows}) of them, and this statement selects more: narrow its"
+                " time range or tags"
+            )
+        points: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
+        for series in chosen:
+            tags = dict(series.get("tags", {}))
+            if added:
+                tags.pop(PLACEMENT_KEY, None)
+            cells = points.setdefault((series.get("name", ""), tuple(sorted(tags.items()))), [])
+            for row in series["values"]:
+                cells.append((row[0], dict(zip(series["columns"], row, strict=True))))
+        every = time_range(tree.condition)
+        interval = tree.time_dimension
+        single = len(calls) == 1 and calls[0].name in POINT_SELECTORS
+        rows: dict[Any, list[tuple[int, list[Any]]]] = {}
+        for key, held in points.items():
+            held.sort(key=lambda p: p[0])
+            windows: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+            for t, cell in held:
+                start = _window(interval, t) if interval else 0
+                windows.setdefault(start, []).append((t, cell))
+            out: list[tuple[int, list[Any]]] = []
+            for start, window in sorted(windows.items()):
+                results = [compute(c.name, _values(window, _field(c)), _argument(c)) for c in calls]
+                if not any(results):
+                    continue
+                base = start if interval else (every.start if every.start is not None else 0)
+                for k in range(max(len(r) for r in results)):
+                    stamp = results[0][k][0] if single and not interval else base
+                    row = [r[k][1] if k < len(r) else None for r in results]
+                    out.append((stamp if stamp is not None else base, row))
+            if out:
+                rows[key] = out
+        return _result(self._shaped(tree, calls, rows))
 
 
 def _merge_rows(into: list[Any], more: list[Any]) -> None:
@@ -413,8 +498,36 @@ def _windows(
     return range(first, last + 1, size)
 
 
+def _window(interval: TimeDimension, t: int) -> int:
+    return t - (t - interval.offset_ns) % interval.interval_ns
+
+
+def _values(window: list[tuple[int, dict[str, Any]]], name: str) -> list[Point]:
+    return [(t, cell[name]) for t, cell in window if cell.get(name) is not None]
+
+
+def _argument(call: Call) -> float | None:
+    if len(call.args) == 2 and isinstance(call.args[1], IntegerLit | NumberLit):
+        return float(call.args[1].value)
+    return None
+
+
+def _computable(call: Call) -> bool:
+    if call.name == "percentile":
+        return (
+            len(call.args) == 2
+            and isinstance(call.args[0], VarRef)
+            and isinstance(call.args[1], IntegerLit | NumberLit)
+        )
+    return (call.name in RAW_ONLY or call.name in COMBINABLE) and _of_one_field(call)
+
+
+def _of_one_field(call: Call) -> bool:
+    return len(call.args) == 1 and isinstance(call.args[0], VarRef)
+
+
 def _combinable(call: Call) -> bool:
-    return call.name in COMBINABLE and len(call.args) == 1 and isinstance(call.args[0], VarRef)
+    return call.name in COMBINABLE and _of_one_field(call)
 
 
 def _field(call: Call) -> str:
