@@ -420,6 +420,7 @@ _SHOW_HEADS = {
     "tag values": "SHOW TAG VALUES",
     "field keys": "SHOW FIELD KEYS",
     "series": "SHOW SERIES",
+    "retention policies": "SHOW RETENTION POLICIES",
 }
 
 
@@ -427,6 +428,8 @@ _SHOW_HEADS = {
 def front_show(show: ast.Show) -> str:
     """A SHOW of the front door, from its tree."""
     text = _SHOW_HEADS[show.kind]
+    if show.database is not None:
+        text += " ON " + quote_ident(show.database)
     if show.measurement is not None:
         text += " WITH MEASUREMENT " + (
             "=~ " + quote_regex(show.measurement.regex)

@@ -138,7 +138,15 @@ class Select:
         return next((d for d in self.dimensions if isinstance(d, TimeDimension)), None)
 
 
-ShowKind = Literal["databases", "measurements", "tag keys", "tag values", "field keys", "series"]
+ShowKind = Literal[
+    "databases",
+    "measurements",
+    "tag keys",
+    "tag values",
+    "field keys",
+    "series",
+    "retention policies",
+]
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,7 @@ class Show:
     key_regex: str | None = None
     # SHOW MEASUREMENTS WITH MEASUREMENT: a name or regex.
     measurement: Measurement | None = None
+    database: str | None = None  # SHOW RETENTION POLICIES ON
     limit: int = 0
     offset: int = 0
 

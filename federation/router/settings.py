@@ -121,8 +121,8 @@ class RouterSettings(ProcessSettings):
         ge=1,
         le=100_000_000,
         help="raw points /query reads to compute what no partial can combine (MEDIAN,"
-        " PERCENTILE, MODE, DISTINCT); a statement that selects more answers an error"
-        " naming this limit",
+        " PERCENTILE, MODE, DISTINCT), and GROUP BY time windows of one series; a statement"
+        " past either answers an error naming this limit",
     )
     api: ApiKeys = Field(default_factory=ApiKeys)
     alerts: AlertSettings = Field(default_factory=AlertSettings)

@@ -139,6 +139,7 @@ CORPUS: list[str | tuple[str, dict[str, str]]] = [
     "SHOW SERIES",
     "SHOW SERIES FROM price WHERE pair = 'btcusd'",
     "SHOW SERIES WHERE exchange =~ /^k/ LIMIT 5",
+    "SHOW RETENTION POLICIES",
     # raw
     f"SELECT price FROM price WHERE pair = 'btcusd' AND exchange = 'kraken' AND {HOUR}",
     f"SELECT price, volume FROM price WHERE pair = 'ethusd' AND {HOUR} GROUP BY exchange",
@@ -214,6 +215,9 @@ CORPUS: list[str | tuple[str, dict[str, str]]] = [
     f"SELECT count(price) FROM price WHERE time >= {T0 + 30_000}ms AND"
     f" time < {T0 + 90_000}ms GROUP BY time(1m)",
     f"SELECT mean(price) FROM price WHERE {ISO} GROUP BY time(15m), pair",
+    "SELECT count(price), sum(volume) FROM price",
+    f"SELECT count(price) FROM price WHERE time <= {T0 + 300_000}ms GROUP BY time(1h)",
+    f"SELECT count(price) FROM price WHERE {HOUR} GROUP BY time(1m) LIMIT 2 OFFSET 1",
     # Grafana's forms
     (
         'SELECT mean("price") FROM "price" WHERE ("pair" = \'btcusd\') AND'
@@ -256,6 +260,8 @@ CORPUS: list[str | tuple[str, dict[str, str]]] = [
     "SELECT price FROM price WHERE pair = 'btcusd",
     "SELEC price FROM price",
     "SELECT FROM price",
+    f"SELECT mean(price), volume FROM price WHERE {HOUR}",
+    f"SELECT price FROM price WHERE {HOUR} GROUP BY time(1m)",
     f"SELECT price FROM price WHERE {HOUR}; SELECT",
     ("SELECT count(price) FROM price", {"db": "elsewhere"}),
     ("SHOW MEASUREMENTS", {"db": "elsewhere"}),

@@ -166,6 +166,12 @@ async def test_query_raw_points_past_the_row_limit_name_it() -> None:
     assert "FEDERATION_INFLUX_MAX_ROWS (10)" in answer.json()["results"][0]["error"]
 
 
+async def test_query_windows_past_the_row_limit_name_it() -> None:
+    q = f"SELECT mean(price) FROM price WHERE time >= {T0}ms GROUP BY time(1s)"
+    answer = await ask(*layout(1), q, influx_max_rows="100")
+    assert "FEDERATION_INFLUX_MAX_ROWS (100)" in answer.json()["results"][0]["error"]
+
+
 async def test_query_raw_select_counts_replicas_once() -> None:
     q = f"SELECT price FROM price WHERE pair = 'btcusd' AND exchange = 'kraken' AND {WHERE}"
     answer = await ask(*layout(2), q)

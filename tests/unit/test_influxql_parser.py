@@ -8,7 +8,8 @@ import pytest
 
 from federation.core import influxql
 from federation.core import influxql_ast as tree
-from federation.core.influxql_parser import ParseError, parse_duration, parse_query
+from federation.core.influxql_parser import parse_query
+from federation.core.influxql_scanner import ParseError, parse_duration
 
 HOSTILE = {
     "quote": "a'b",

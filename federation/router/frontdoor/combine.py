@@ -1,8 +1,9 @@
 """Aggregates combined exactly from per-shard partials, and GROUP BY time's fill.
 
 Each shard answers, per group of the client's dimensions plus the placement key
-(``pair``), counts, sums, means and sample deviations (one statement), and each
-selector on its own (so its point time comes back). Every pair's partial is taken from
+(``pair``), what each function needs (one statement: counts and sums, and for STDDEV
+means and sample deviations), and each selector on its own (so its point time comes
+back). Every pair's partial is taken from
 one shard (:func:`one_copy`), so replicas count once. Counts and sums add, MEAN is
 Σsum/Σcount, STDDEV combines (n, mean, M2) by Chan's formula (the sample deviation,
 null below two points); MIN and MAX keep the earliest time of the extreme, FIRST and
@@ -62,14 +63,21 @@ class Accumulator:
     high: float | None = None
     seen: bool = False
 
-    def add_moments(self, n: int, total: float, mean: float, sd: float | None) -> None:
+    def add_moments(
+        self, n: int, total: float | None, mean: float | None, sd: float | None
+    ) -> None:
+        """A partial's count, and its sum (COUNT, SUM, MEAN) or mean and deviation
+        (STDDEV)."""
         if not n:
             return
         self.seen = True
         if self.func in {"count", "sum", "mean"}:
+            if self.func != "count" and total is not None:
+                # The first sum as it came (an integer field's sum stays an integer).
+                self.total = total if self.n == 0 else self.total + total
             self.n += n
-            self.total = total if self.n == n and isinstance(total, int) else self.total + total
             return
+        assert mean is not None
         m2 = (sd or 0.0) ** 2 * (n - 1)
         combined = self.n + n
         delta = mean - self.mean

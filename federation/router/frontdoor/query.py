@@ -21,7 +21,8 @@ from starlette.responses import Response, StreamingResponse
 from federation.core.errors import InfluxAPIError
 from federation.core.influxql_ast import Select
 from federation.core.influxql_ast import Statement as Tree
-from federation.core.influxql_parser import ParseError, parse_query
+from federation.core.influxql_parser import parse_query
+from federation.core.influxql_scanner import ParseError
 from federation.router.frontdoor.headers import INFLUX_HEADERS
 from federation.router.frontdoor.run import Runner
 

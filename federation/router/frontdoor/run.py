@@ -45,24 +45,34 @@ from federation.router.frontdoor.combine import (
     MOMENTS,
     SELECTORS,
     Group,
-    filled,
     one_copy,
 )
 from federation.router.frontdoor.conditions import (
-    MAX_TIME,
     TimeError,
     fix_times,
     pinned,
     time_range,
 )
 from federation.router.frontdoor.rawcalc import POINT_SELECTORS, RAW_ONLY, Point, compute
+from federation.router.frontdoor.series import (
+    Result,
+    StatementError,
+    page,
+    result,
+    series_of,
+    shaped,
+    window_of,
+)
 
 PLACEMENT_KEY = "pair"
-Result = dict[str, Any]
-
-
-class StatementError(Exception):
-    """The statement's error, given in its result (``results[i].error``)."""
+# What each shard is asked per function combined from moments (the count always: it
+# says whether a group had points).
+PARTIALS = {
+    "count": ("count",),
+    "sum": ("count", "sum"),
+    "mean": ("count", "sum"),
+    "stddev": ("count", "mean", "stddev"),
+}
 
 
 def error(message: str) -> Result:
@@ -82,6 +92,8 @@ class Runner:
 
     async def run(self, tree: Tree) -> Result:
         try:
+            if isinstance(tree, Refused) and tree.what.startswith("SHOW"):
+                raise StatementError(f"{tree.what} is not served by the federation")
             if isinstance(tree, Refused):
                 raise StatementError(
                     f"{tree.what} is not allowed through the federation: it would change"
@@ -155,9 +167,14 @@ class Runner:
         if tree.kind == "databases":
             name = self.federation.shard_map.database
             return {"series": [{"name": "databases", "columns": ["name"], "values": [[name]]}]}
-        if self.database and self.database != self.federation.shard_map.database:
+        ours = self.federation.shard_map.database
+        if tree.kind == "retention policies":
+            if (tree.database or self.database) != ours:
+                raise StatementError(f"database not found: {tree.database or self.database}")
+        elif self.database and self.database != ours:
             return {}  # InfluxDB shows nothing of a database it does not have
-        self._check_database()
+        else:
+            self._check_database()
         sent = dataclasses.replace(tree, limit=0, offset=0)
         answers = await self._fan_out(influxql.front_show(sent), None)
         merged: dict[str, tuple[list[str], set[tuple[Any, ...]]]] = {}
@@ -171,7 +188,7 @@ class Runner:
         for name in sorted(merged):
             columns, rows = merged[name]
             values = sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r))
-            values = _page(values, tree.limit, tree.offset)
+            values = page(values, tree.limit, tree.offset)
             if values:
                 shown: Series = {"columns": columns, "values": [list(v) for v in values]}
                 out.append({"name": name, **shown} if name else shown)
@@ -198,6 +215,8 @@ class Runner:
             return await self.aggregate(tree, calls)
         if len(calls) == len(tree.fields) and all(_computable(c) for c in calls):
             return await self.raw_aggregate(tree, calls)
+        if len(calls) < len(tree.fields) and not any(c.name in POINT_SELECTORS for c in calls):
+            raise StatementError("mixing aggregate and non-aggregate queries is not supported")
         raise StatementError(
             "the federation answers COUNT, SUM, MEAN, STDDEV, MIN, MAX, FIRST, LAST, SPREAD,"
             " MEDIAN, MODE, DISTINCT and PERCENTILE of one field, without other fields"
@@ -249,10 +268,10 @@ class Runner:
         out: list[Series] = []
         for (name, group_tags), (columns, rows) in sorted(groups.items(), reverse=tree.descending):
             rows.sort(key=lambda r: (r[0], r[1]), reverse=tree.descending)
-            values = _page([r[2] for r in rows], tree.limit, tree.offset)
+            values = page([r[2] for r in rows], tree.limit, tree.offset)
             if values:
-                out.append(_series(name, group_tags, tree, columns, values))
-        return _result(_page(out, tree.slimit, tree.soffset))
+                out.append(series_of(name, group_tags, tree, columns, values))
+        return result(page(out, tree.slimit, tree.soffset))
 
     def _owners(self) -> Callable[[str], tuple[str, ...]]:
         return lambda pair: tuple(self.federation.shard_map.owners(pair))
@@ -275,6 +294,7 @@ class Runner:
             Field(Call(func, (VarRef(f),)), f"{func}_{i}")
             for i, f in enumerate(fields)
             for func in MOMENTS
+            if func in {n for c in calls if _field(c) == f for n in PARTIALS.get(c.name, ())}
         ]
         selectors = list(
             dict.fromkeys(
@@ -317,15 +337,15 @@ class Runner:
                             j = fields.index(field_name)
                             accumulators[i].add_moments(
                                 cells[f"count_{j}"] or 0,
-                                cells[f"sum_{j}"],
-                                cells[f"mean_{j}"],
-                                cells[f"stddev_{j}"],
+                                cells.get(f"sum_{j}"),
+                                cells.get(f"mean_{j}"),
+                                cells.get(f"stddev_{j}"),
                             )
                         elif (k > 0 or not moments) and c.name not in MOMENTS:
                             func, f = selectors[k - (1 if moments else 0)]
                             if f == field_name and (func == c.name or c.name == "spread"):
                                 accumulators[i].add_selector(func, cells["value"], row[0])
-        return _result(self._aggregate_series(tree, calls, groups))
+        return result(self._aggregate_series(tree, calls, groups))
 
     def _aggregate_series(
         self, tree: Select, calls: list[Call], groups: dict[Any, Group]
@@ -353,41 +373,7 @@ class Runner:
                 )
                 if had:
                     rows[key] = had
-        return self._shaped(tree, calls, rows)
-
-    def _shaped(
-        self,
-        tree: Select,
-        calls: list[Call],
-        groups: dict[Any, list[tuple[int, list[Any]]]],
-    ) -> list[Series]:
-        """The series of an aggregate from each group's rows that had points: windows
-        filled, ordered, paged as the statement asks."""
-        columns = ["time", *_column_names(tree)]
-        every = time_range(tree.condition)
-        interval = tree.time_dimension
-        out: list[Series] = []
-        for (name, tags), had in sorted(groups.items(), reverse=tree.descending):
-            rows = had
-            if interval is not None and not any(c.name == "distinct" for c in calls):
-                rows = filled(
-                    had,
-                    _windows(interval, every.start, every.end, self.now_ns, had),
-                    tree.fill,
-                    tree.fill_value,
-                    [c.name for c in calls],
-                )
-                if tree.fill == "null":
-                    for _, values in rows:
-                        for i, c in enumerate(calls):
-                            if c.name == "count" and values[i] is None:
-                                values[i] = 0
-            if tree.descending:
-                rows = rows[::-1]
-            values = _page([[t, *v] for t, v in rows], tree.limit, tree.offset)
-            if values:
-                out.append(_series(name, tags, tree, columns, values))
-        return _page(out, tree.slimit, tree.soffset)
+        return shaped(tree, calls, rows, self.now_ns, self.max_rows)
 
     async def raw_aggregate(self, tree: Select, calls: list[Call]) -> Result:
         """Aggregates computed from the raw points (:mod:`.rawcalc`), at most
@@ -438,7 +424,7 @@ class Runner:
             held.sort(key=lambda p: p[0])
             windows: dict[int, list[tuple[int, dict[str, Any]]]] = {}
             for t, cell in held:
-                start = _window(interval, t) if interval else 0
+                start = window_of(interval, t) if interval else 0
                 windows.setdefault(start, []).append((t, cell))
             out: list[tuple[int, list[Any]]] = []
             for start, window in sorted(windows.items()):
@@ -452,7 +438,7 @@ class Runner:
                     out.append((stamp if stamp is not None else base, row))
             if out:
                 rows[key] = out
-        return _result(self._shaped(tree, calls, rows))
+        return result(shaped(tree, calls, rows, self.now_ns, self.max_rows))
 
 
 def _merge_rows(into: list[Any], more: list[Any]) -> None:
@@ -479,27 +465,6 @@ def _chan(a: Any, b: Any) -> None:
     a.m2 += b.m2 + delta * delta * a.n * b.n / combined
     a.mean += delta * b.n / combined
     a.n = combined
-
-
-def _windows(
-    interval: TimeDimension,
-    start: int | None,
-    end: int | None,
-    now_ns: int,
-    had: list[tuple[int, list[Any]]],
-) -> range:
-    size, offset = interval.interval_ns, interval.offset_ns
-
-    def window(t: int) -> int:
-        return t - (t - offset) % size
-
-    first = window(start) if start is not None else had[0][0]
-    last = window(end if end is not None and end < MAX_TIME else now_ns)
-    return range(first, last + 1, size)
-
-
-def _window(interval: TimeDimension, t: int) -> int:
-    return t - (t - interval.offset_ns) % interval.interval_ns
 
 
 def _values(window: list[tuple[int, dict[str, Any]]], name: str) -> list[Point]:
@@ -534,42 +499,3 @@ def _field(call: Call) -> str:
     arg = call.args[0]
     assert isinstance(arg, VarRef)
     return arg.name
-
-
-def _column_names(tree: Select) -> list[str]:
-    """The columns of an aggregate's answer as InfluxDB names them: the alias, else the
-    function's name; a repeated name gets ``_1``, ``_2``..."""
-    names: list[str] = []
-    seen: dict[str, int] = {}
-    for f in tree.fields:
-        assert isinstance(f.expr, Call)
-        name = f.alias or f.expr.name
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}_{seen[name]}"
-        else:
-            seen[name] = 0
-        names.append(name)
-    return names
-
-
-def _series(
-    name: str,
-    tags: tuple[tuple[str, str], ...],
-    tree: Select,
-    columns: list[str],
-    values: list[Any],
-) -> Series:
-    series: Series = {"name": name, "columns": columns, "values": values}
-    if tree.dimensions and any(not isinstance(d, TimeDimension) for d in tree.dimensions):
-        series = {"name": name, "tags": dict(tags), "columns": columns, "values": values}
-    return series
-
-
-def _page(items: list[Any], limit: int, offset: int) -> list[Any]:
-    items = items[offset:]
-    return items[:limit] if limit else items
-
-
-def _result(series: list[Series]) -> Result:
-    return {"series": series} if series else {}
