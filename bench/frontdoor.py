@@ -108,6 +108,9 @@ def main(quick: bool = False) -> None:
     os.environ["FEDERATION_RANK_REFRESH"] = "0"
     sizes = [200] if quick else [1000, 14000]
     runs = 5 if quick else 15
+    if os.environ.get("FRONTDOOR_SERIES"):  # a run of other sizes: "1000,4000"
+        sizes = [int(n) for n in os.environ["FRONTDOOR_SERIES"].split(",")]
+        runs = int(os.environ.get("FRONTDOOR_RUNS", runs))
     results = []
     with (
         tempfile.TemporaryDirectory() as root,
@@ -132,7 +135,7 @@ def report(results: list[Result], quick: bool) -> str:
     lines = [
         "## The front door: `/query` against one unsharded influxd",
         "",
-        f"`python -m bench frontdoor{' --quick' if quick else ''}` ({os.cpu_count()} cores;"
+        f"`{_command(quick)}` ({os.cpu_count()} cores;"
         f" {SHARDS} shards, replication 1, the router on uvicorn and the oracle influxd all"
         " on this one machine; 24 h of 1-minute points per series; p50 of sequential"
         " requests, router and oracle alternating; the router's rank table off).",
@@ -148,3 +151,12 @@ def report(results: list[Result], quick: bool) -> str:
             f" | {r.one_oracle_s * 1000:.0f} ms | {', '.join(r.asked)} | {', '.join(r.owners)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _command(quick: bool) -> str:
+    sizes = os.environ.get("FRONTDOOR_SERIES")
+    runs = os.environ.get("FRONTDOOR_RUNS")
+    env = (f"FRONTDOOR_SERIES={sizes} " if sizes else "") + (
+        f"FRONTDOOR_RUNS={runs} " if runs else ""
+    )
+    return f"{env}python -m bench frontdoor{' --quick' if quick else ''}"
