@@ -6,7 +6,18 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("ingest", "query", "alerts", "body", "pool", "page", "slow", "write", "hot")
+SUITES = (
+    "ingest",
+    "query",
+    "frontdoor",
+    "alerts",
+    "body",
+    "pool",
+    "page",
+    "slow",
+    "write",
+    "hot",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

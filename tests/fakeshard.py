@@ -10,7 +10,8 @@ series with name, tags, columns and values; times at the asked epoch; ``partial`
 every chunk of a chunked series but its last; STDDEV the sample deviation (n - 1),
 null below two points; GROUP BY time buckets aligned to the epoch, fill(none); an
 aggregate without GROUP BY time stamped with the start of the range. ``now()`` is the
-injected ``now_ms``. The statement text is never read: a kind without an answer here
+injected ``now_ms``. The front door's statements are answered from their trees by
+:mod:`tests.fakequery`. The statement text is never read: a kind without an answer here
 raises NotImplementedError naming it, so no test silently takes a wrong branch.
 
 Faults, settable at any time: ``down`` (every call raises ShardUnavailable),
@@ -35,6 +36,7 @@ from typing import Any
 import pandas as pd
 
 from federation.core import influxql
+from federation.core import influxql_ast as tree
 from federation.core.durations import Duration
 from federation.core.errors import QueryError, ShardRejected, ShardUnavailable
 from federation.core.influx import Ping, parse_series_key
@@ -42,6 +44,7 @@ from federation.core.influxql import MEASUREMENT, Statement, TimeRange
 from federation.core.lineproto import batches, escape_tag, to_lines
 from federation.core.shardmap import Shard
 from federation.core.types import Series
+from tests import fakequery
 
 NS = {"n": 1, "ns": 1, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 HOUR_NS = 3_600 * NS["s"]
@@ -336,6 +339,21 @@ class FakeShard:
             ]
         ]
 
+    def _front_select(self, unit: int, select: tree.Select) -> Answer:
+        return [self._front(unit, fakequery.select(self._points, select))]
+
+    def _front_selects(self, unit: int, selects: tuple[tree.Select, ...]) -> Answer:
+        return [self._front(unit, fakequery.select(self._points, s)) for s in selects]
+
+    def _front_show(self, unit: int, show: tree.Show) -> Answer:
+        return [fakequery.show(self._points, show)]
+
+    @staticmethod
+    def _front(unit: int, answer: list[Series]) -> list[Series]:
+        for series in answer:
+            series["values"] = [[row[0] // unit, *row[1:]] for row in series["values"]]
+        return answer
+
     def _series_keys(
         self, unit: int, pair: str | None = None, exchange: str | None = None
     ) -> Answer:
@@ -361,6 +379,9 @@ _ANSWERS: Mapping[str, Callable[..., Answer]] = {
     "series_query": FakeShard._series_keys,
     "series_of_pair_query": FakeShard._series_keys,
     "census_query": FakeShard._series_keys,
+    "front_select": FakeShard._front_select,
+    "front_selects": FakeShard._front_selects,
+    "front_show": FakeShard._front_show,
 }
 KINDS = frozenset(_ANSWERS)  # the statement kinds a FakeShard answers
 

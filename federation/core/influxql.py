@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ParamSpec
 
+from federation.core import influxql_ast as ast
 from federation.core.durations import Duration
 
 MEASUREMENT = "price"
@@ -290,3 +291,172 @@ def drop_pair_series(pair: str) -> str:
     whose points were deleted in its index, where SHOW SERIES and SHOW TAG VALUES see it).
     Sent only to a shard that holds no point of the pair any more."""
     return f"DROP SERIES FROM {_M}" + _where(*_tags(pair=pair))
+
+
+# The front door (/query): a client's statement, read into a tree by
+# federation.core.influxql_parser and changed by the router (times fixed, the placement
+# key added to GROUP BY, aggregates split into partials), rendered back quoted.
+
+
+def _number(value: float) -> str:
+    text = repr(float(value))
+    if "e" in text or "inf" in text or "nan" in text:
+        raise ValueError(f"{value!r} cannot be written as an InfluxQL number")
+    return text
+
+
+def _duration(ns: int) -> str:
+    for unit, size in (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if ns % (size * 1_000_000_000) == 0:
+            return f"{int(ns) // (size * 1_000_000_000)}{unit}"
+    for unit, size in (("ms", 1_000_000), ("u", 1_000)):
+        if ns % size == 0:
+            return f"{int(ns) // size}{unit}"
+    return f"{int(ns)}ns"
+
+
+def quote_regex(pattern: str) -> str:
+    """``pattern`` as an InfluxQL ``/regex/`` (its slashes escaped)."""
+    if _CONTROL.search(pattern):
+        raise ValueError(f"control characters cannot be quoted in InfluxQL: {pattern!r}")
+    return "/" + pattern.replace("/", "\\/") + "/"
+
+
+def render_expr(expr: ast.Expr) -> str:
+    """An expression of the tree, every name and string quoted, every binary operation
+    in parentheses (so the shard reads the tree's own precedence)."""
+    match expr:
+        case ast.VarRef(name, kind):
+            return quote_ident(name) + (f"::{kind}" if kind else "")
+        case ast.StringLit(value):
+            return quote_literal(value)
+        case ast.NumberLit(value):
+            return _number(value)
+        case ast.IntegerLit(value):
+            return str(int(value))
+        case ast.DurationLit(ns):
+            return _duration(ns)
+        case ast.BoolLit(value):
+            return "true" if value else "false"
+        case ast.RegexLit(pattern):
+            return quote_regex(pattern)
+        case ast.Wildcard():
+            return "*"
+        case ast.Call(name, args):
+            if not re.fullmatch(r"[a-z_]+", name):
+                raise ValueError(f"{name!r} is not a function name")
+            return f"{name}(" + ", ".join(render_expr(a) for a in args) + ")"
+        case ast.Binary(op, lhs, rhs):
+            if op not in _BINARY:
+                raise ValueError(f"{op!r} is not an InfluxQL operator")
+            return f"({render_expr(lhs)} {op} {render_expr(rhs)})"
+    raise ValueError(f"cannot render {expr!r}")
+
+
+_BINARY = frozenset(
+    ("AND", "OR", "=", "!=", "<", "<=", ">", ">=", "=~", "!~", "+", "-", "*", "/", "%")
+)
+
+
+def _source(source: ast.Measurement) -> str:
+    prefix = ""
+    if source.database is not None:
+        prefix = (
+            quote_ident(source.database)
+            + "."
+            + (quote_ident(source.policy) if source.policy else "")
+            + "."
+        )
+    elif source.policy is not None:
+        prefix = quote_ident(source.policy) + "."
+    if source.regex is not None:
+        return prefix + quote_regex(source.regex)
+    return prefix + quote_ident(source.name or "")
+
+
+def _dimension(dimension: ast.Dimension) -> str:
+    if isinstance(dimension, ast.TimeDimension):
+        offset = f", {_duration(dimension.offset_ns)}" if dimension.offset_ns else ""
+        return f"time({_duration(dimension.interval_ns)}{offset})"
+    return render_expr(dimension)
+
+
+def _paging(words: tuple[tuple[str, int], ...]) -> str:
+    return "".join(f" {word} {int(n)}" for word, n in words if n)
+
+
+def _fill(select: ast.Select) -> str:
+    if select.fill == "number":
+        value = select.fill_value
+        return f" fill({int(value) if isinstance(value, int) else _number(value or 0.0)})"
+    return f" fill({select.fill})" if select.fill != "null" else ""
+
+
+@_catalogued
+def front_select(select: ast.Select) -> str:
+    """A SELECT of the front door, from its tree (INTO is never rendered: refused)."""
+    fields = ", ".join(
+        render_expr(f.expr) + (f" AS {quote_ident(f.alias)}" if f.alias else "")
+        for f in select.fields
+    )
+    text = f"SELECT {fields} FROM " + ", ".join(_source(s) for s in select.sources)
+    if select.condition is not None:
+        text += " WHERE " + render_expr(select.condition)
+    if select.dimensions:
+        text += " GROUP BY " + ", ".join(_dimension(d) for d in select.dimensions)
+    text += _fill(select)
+    if select.descending:
+        text += " ORDER BY time DESC"
+    return text + _paging(
+        (
+            ("LIMIT", select.limit),
+            ("OFFSET", select.offset),
+            ("SLIMIT", select.slimit),
+            ("SOFFSET", select.soffset),
+        )
+    )
+
+
+@_catalogued
+def front_selects(selects: tuple[ast.Select, ...]) -> str:
+    """Several SELECTs of the front door sent as one request (one result each)."""
+    return "; ".join(front_select(s).text for s in selects)
+
+
+_SHOW_HEADS = {
+    "databases": "SHOW DATABASES",
+    "measurements": "SHOW MEASUREMENTS",
+    "tag keys": "SHOW TAG KEYS",
+    "tag values": "SHOW TAG VALUES",
+    "field keys": "SHOW FIELD KEYS",
+    "series": "SHOW SERIES",
+    "retention policies": "SHOW RETENTION POLICIES",
+}
+
+
+@_catalogued
+def front_show(show: ast.Show) -> str:
+    """A SHOW of the front door, from its tree."""
+    text = _SHOW_HEADS[show.kind]
+    if show.database is not None:
+        text += " ON " + quote_ident(show.database)
+    if show.measurement is not None:
+        text += " WITH MEASUREMENT " + (
+            "=~ " + quote_regex(show.measurement.regex)
+            if show.measurement.regex is not None
+            else "= " + _source(show.measurement)
+        )
+    if show.sources:
+        text += " FROM " + ", ".join(_source(s) for s in show.sources)
+    if show.kind == "tag values":
+        if show.key_op == "IN":
+            text += " WITH KEY IN (" + ", ".join(quote_ident(k) for k in show.keys) + ")"
+        elif show.key_op in {"=~", "!~"}:
+            text += f" WITH KEY {show.key_op} " + quote_regex(show.key_regex or "")
+        elif show.key_op in {"=", "!="}:
+            text += f" WITH KEY {show.key_op} " + quote_ident(show.keys[0])
+        else:
+            raise ValueError(f"{show.key_op!r} is not a WITH KEY operator")
+    if show.condition is not None:
+        text += " WHERE " + render_expr(show.condition)
+    return text + _paging((("LIMIT", show.limit), ("OFFSET", show.offset)))

@@ -139,6 +139,15 @@ class RouterSettings(ProcessSettings):
         " (so does FEDERATION_RANK_REFRESH=0: the cache learns of late points from the rank"
         " table's count check)",
     )
+    influx_max_rows: int = setting(
+        1_000_000,
+        env="FEDERATION_INFLUX_MAX_ROWS",
+        ge=1,
+        le=100_000_000,
+        help="raw points /query reads to compute what no partial can combine (MEDIAN,"
+        " PERCENTILE, MODE, DISTINCT), and GROUP BY time windows of one series; a statement"
+        " past either answers an error naming this limit",
+    )
     api: ApiKeys = Field(default_factory=ApiKeys)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     credentials: Credentials = Field(default_factory=Credentials)

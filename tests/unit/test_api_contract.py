@@ -25,14 +25,19 @@ from tests.unit.test_router import SHARDS, fake_shards
 EXAMPLES = 12
 # A webhook must resolve to a public address and an email must pass email_validator's
 # rules (no reserved domains): no schema can say either, so a generated address that
-# fits the description may still be refused with 400. Only that operation may answer it.
+# fits the description may still be refused with 400; no schema can say what InfluxQL
+# parses either, so /query may answer 400 to a generated q. Only those may answer it.
 CONFIG = {
     "operations": [
+        {
+            "include-path": "/query",
+            "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400"]}},
+        },
         {
             "include-path": "/alerts",
             "include-method": "POST",
             "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400", "404"]}},
-        }
+        },
     ],
 }
 

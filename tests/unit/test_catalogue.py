@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from federation.core import influxql
+from federation.core import influxql_ast as tree
 from federation.core.durations import Duration
 from federation.core.influxql import CATALOGUE, Statement, TimeRange
 
@@ -184,28 +185,51 @@ def _literals(text: str) -> tuple[str, list[str]]:
     return "".join(skeleton), contents
 
 
+def _select(text: str) -> tree.Select:
+    """A front-door SELECT whose field, measurement, tag and value are all ``text``."""
+    condition = tree.Binary("=", tree.VarRef(text), tree.StringLit(text))
+    return tree.Select(
+        (tree.Field(tree.Call("mean", (tree.VarRef(text),)), text),),
+        (tree.Measurement(text),),
+        condition,
+        (tree.VarRef(text),),
+    )
+
+
 def _arguments(
     build: Callable[..., Statement], text: str, number: object = NUMBER
 ) -> dict[str, object]:
-    """Arguments for ``build``: ``text`` for every string, ``number`` for every time or
-    count (in a TimeRange too), plain values for the rest."""
+    """Arguments for ``build``: ``text`` for every string (in a front-door tree too),
+    ``number`` for every time or count (in a TimeRange too), plain values for the rest."""
     examples: dict[object, object] = {
         int: number,
         bool: True,
         Duration: Duration(1, "h"),
         TimeRange: TimeRange(number, number),  # type: ignore[arg-type]
+        tree.Select: _select(text),
+        tuple[tree.Select, ...]: (_select(text), _select(text)),
+        tree.Show: tree.Show(
+            "tag values",
+            (tree.Measurement(text),),
+            tree.Binary("!=", tree.VarRef(text), tree.StringLit(text)),
+            "=",
+            (text,),
+        ),
     }
     hints = typing.get_type_hints(inspect.unwrap(build))
     hints.pop("return")
     out: dict[str, object] = {}
     for name, hint in hints.items():
+        if hint in examples:
+            out[name] = examples[hint]
+            continue
         kinds = set(typing.get_args(hint)) - {type(None)} or {hint}
         out[name] = text if str in kinds else examples[kinds.pop()]
     return out
 
 
 WITH_TEXT = sorted(
-    k for k, build in CATALOGUE.items() if BENIGN in _arguments(build, BENIGN).values()
+    k for k, build in CATALOGUE.items() if _arguments(build, BENIGN) != _arguments(build, "x")
 )
 
 

@@ -4,9 +4,15 @@ influx CLI, client libraries) see one database holding every shard's data.
 
 - :mod:`.routes`: the three routes, mounted by the app before the ``/{pair}`` catch-all.
 - :mod:`.ping`: ``/ping``; :mod:`.headers`: the version headers of every answer.
-- :mod:`.query`: ``/query`` (to be built).
 - :mod:`.write`: ``/write``; :mod:`.lines`: its line protocol checks, times and
   placement keys; :mod:`.spooled`: the ingester's writer on the router's own spool.
+- :mod:`.query`: ``/query``: its parameters, times as ``epoch`` asks, chunked answers;
+  :mod:`.run` runs one statement across the shards, :mod:`.combine` combines
+  aggregates from per-pair partials, :mod:`.rawcalc` computes the rest from raw points,
+  :mod:`.conditions` reads a WHERE clause (times, range, pinned pairs), :mod:`.series`
+  shapes an aggregate's series (names, windows and fill, order, paging).
+  ``CREATE DATABASE`` of the federation's database is applied to every shard (telegraf
+  sends it at start); every other statement that changes data or schema is refused.
 
 Errors are :class:`~federation.core.errors.InfluxAPIError`, in InfluxDB's own shape.
 """
