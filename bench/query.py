@@ -1,27 +1,38 @@
-"""GET /{pair} against shard counts and data sizes, beside its floor and the original.
+"""GET /{pair} against data sizes, beside InfluxDB's own answer and the original.
 
 For each data set (series x 24 h of 1-minute points) and shard count, a local cluster
 holds the data, and a router process (the real one, on uvicorn) answers. Measured in
-the same run, on the same data:
+the same run, on the same data, with the same minimal client (``http.client``, one
+keep-alive connection per server, ``Accept-Encoding: identity``, the body read as
+bytes and not parsed):
 
-- router: GET /btcusd (24 h, all exchanges), sequential latency p50/p99, and requests/s
-  with 50 concurrent clients, during which the router's peak RSS is sampled;
-- direct: the same pair's points asked straight of the shard that owns them (the floor);
+- router: GET /btcusd (24 h, all exchanges), end to end, sequential p50/p99, and the
+  router process's CPU per answer (from /proc); requests/s with 50 concurrent clients,
+  during which the router's peak RSS is sampled;
+- direct: the same pair's query sent straight to the shard that owns it, in each of
+  InfluxDB's answer forms (:data:`FORMS`); the fastest form's p50 is the floor;
 - original: on one InfluxDB, the price query and then the on-demand STDDEV rank over all
   series, one after the other, as the original service did;
 - cold rank: the first request for a window no table holds (-6h), built on demand.
+
+The router's requests and every direct form alternate, round after round, so drift on a
+shared machine hits all of them alike. ``BENCH_QUERY_SERIES`` and ``BENCH_QUERY_SHARDS``
+(comma-separated) choose the configurations (default 1,000, 5,000 and 14,000 series on
+1 and 4 shards; the original is measured on 1 shard).
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import urllib.parse
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
@@ -40,6 +51,14 @@ from ingest.writer import ShardWriter
 
 PAIR = "btcusd"
 DAY = Duration(24, "h")
+# InfluxDB's answer forms for the same query (the router asks for the last one).
+FORMS: dict[str, dict[str, str]] = {
+    "plain": {},
+    "epoch=ms": {"epoch": "ms"},
+    "chunked": {"chunked": "true"},
+    "epoch=ms, chunked": {"epoch": "ms", "chunked": "true"},
+    "epoch=ms, chunked, 2,000 a chunk": {"epoch": "ms", "chunked": "true", "chunk_size": "2000"},
+}
 
 
 @dataclass
@@ -49,16 +68,62 @@ class Result:
     points: int  # points of PAIR in 24 h
     router_p50: float
     router_p99: float
-    direct_p50: float
+    router_cpu: float  # the router process's CPU seconds per answer
+    direct: dict[str, float]  # p50 of each form of FORMS
     rps: float
     rss_growth_mb: float
     cold_rank_s: float
     original_s: float | None = None
+    sizes: dict[str, int] = field(default_factory=dict)  # bytes of each answer
+
+    @property
+    def fastest(self) -> str:
+        return min(self.direct, key=self.direct.__getitem__)
+
+    @property
+    def direct_p50(self) -> float:
+        return self.direct[self.fastest]
+
+
+class RawClient:
+    """The least a client can do: one keep-alive connection, the body read as bytes."""
+
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self._connection = http.client.HTTPConnection(parts.hostname or "", parts.port)
+
+    def warm(self, path: str, params: dict[str, str] | None = None) -> None:
+        """One untimed request, on a new connection if the server closed the idle one."""
+        try:
+            self.get(path, params)
+        except (http.client.RemoteDisconnected, ConnectionError):
+            self._connection.close()
+            self.get(path, params)
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> tuple[float, bytes]:
+        target = path + ("?" + urllib.parse.urlencode(params) if params else "")
+        started = time.perf_counter()
+        self._connection.request("GET", target, headers={"Accept-Encoding": "identity"})
+        response = self._connection.getresponse()
+        body = response.read()
+        elapsed = time.perf_counter() - started
+        if response.status != 200:
+            raise RuntimeError(f"GET {path} answered {response.status}: {body[:200]!r}")
+        return elapsed, body
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process so far, as /proc counts it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def load(shard_map: ShardMap, series: int) -> None:
@@ -81,28 +146,51 @@ async def timed(call: object, runs: int) -> list[float]:
     return times
 
 
+def alternate(
+    router: RawClient, router_pid: int, owner: RawClient, database: str, runs: int
+) -> tuple[list[float], float, dict[str, list[float]], dict[str, int]]:
+    """Router and every direct form, one after the other, ``runs`` rounds: the router's
+    latencies and CPU per answer, each form's latencies, and each answer's size."""
+    query = {"db": database, "q": prices_query(PAIR, DAY).text}
+    routed: list[float] = []
+    cpu = 0.0
+    direct: dict[str, list[float]] = {form: [] for form in FORMS}
+    sizes: dict[str, int] = {}
+    router.warm(f"/{PAIR}")
+    owner.warm("/query", query)
+    for _ in range(runs):
+        before = cpu_seconds(router_pid)
+        elapsed, body = router.get(f"/{PAIR}")
+        cpu += cpu_seconds(router_pid) - before
+        routed.append(elapsed)
+        sizes["router"] = len(body)
+        for form, params in FORMS.items():
+            elapsed, body = owner.get("/query", query | params)
+            direct[form].append(elapsed)
+            sizes[form] = len(body)
+    return routed, cpu / runs, direct, sizes
+
+
 async def measure(shard_map: ShardMap, series: int, runs: int) -> Result:
     port = free_port()
     config = await asyncio.to_thread(write_config, shard_map)
     router = await asyncio.to_thread(start_router, config, port)
     url = f"http://127.0.0.1:{port}/{PAIR}"
+    raw_router = RawClient(url)
+    owner = RawClient(shard_map.by_name(shard_map.owners(PAIR)[0]).url)
     try:
         async with httpx2.AsyncClient(timeout=120) as http:
             body = await wait_for_table(http, url)
-            owner = shard_map.by_name(shard_map.owners(PAIR)[0])
-            direct = InfluxClient(owner, http, shard_map.database, timeout=120)
-            query = prices_query(PAIR, DAY)
-            # Alternate router and direct requests, so drift on a shared machine hits both.
-            routed: list[float] = []
-            floor: list[float] = []
-            for _ in range(runs):
-                routed += await timed(lambda: http.get(url), 1)
-                floor += await timed(lambda: direct.query(query), 1)
+            routed, cpu, direct, sizes = alternate(
+                raw_router, router.pid, owner, shard_map.database, runs
+            )
             started = time.perf_counter()
             await http.get(url, params={"duration": "-6h"})
             cold = time.perf_counter() - started
             rps, growth = await load_test(http, url, psutil.Process(router.pid))
     finally:
+        raw_router.close()
+        owner.close()
         router.terminate()
         await asyncio.to_thread(router.wait)
         await asyncio.to_thread(config.unlink)
@@ -114,10 +202,12 @@ async def measure(shard_map: ShardMap, series: int, runs: int) -> Result:
         len(prices),
         statistics.median(routed),
         pct(routed, 0.99),
-        statistics.median(floor),
+        cpu,
+        {form: statistics.median(times) for form, times in direct.items()},
         rps,
         growth,
         cold,
+        sizes=sizes,
     )
 
 
@@ -216,10 +306,25 @@ def cluster_of(shards: int, root: str) -> LocalCluster:
     return LocalCluster(ShardMap(tuple(names)), root=root, influxd=os.environ.get("INFLUXD"))
 
 
+def configurations(quick: bool) -> tuple[list[int], list[int]]:
+    """(series counts, shard counts): the environment's, else the defaults."""
+    series = os.environ.get("BENCH_QUERY_SERIES") or ("200,500" if quick else "1000,5000,14000")
+    shards = os.environ.get("BENCH_QUERY_SHARDS") or ("1,2" if quick else "1,4")
+    return [int(n) for n in series.split(",")], [int(n) for n in shards.split(",")]
+
+
+def command(quick: bool) -> str:
+    settings = " ".join(
+        f"{name}={os.environ[name]}"
+        for name in ("BENCH_QUERY_SERIES", "BENCH_QUERY_SHARDS", "BENCH_QUERY_RUNS")
+        if os.environ.get(name)
+    )
+    return f"{settings + ' ' if settings else ''}python -m bench query{' --quick' if quick else ''}"
+
+
 def main(quick: bool = False) -> None:
-    sizes = [200, 500] if quick else [1000, 5000, 14000]
-    shard_counts = [1, 2] if quick else [1, 2, 4, 8]
-    runs = 5 if quick else 20
+    sizes, shard_counts = configurations(quick)
+    runs = int(os.environ.get("BENCH_QUERY_RUNS") or (5 if quick else 20))
     results: list[Result] = []
     for shards in shard_counts:
         with tempfile.TemporaryDirectory() as root, cluster_of(shards, root) as local:
@@ -233,35 +338,59 @@ def main(quick: bool = False) -> None:
                     result.original_s = asyncio.run(original(shard_map, 1 if series > 1000 else 3))
                 print(f"    {result}", flush=True)
                 results.append(result)
-    write_section("query", report(results, quick))
+    write_section("query", report(results, quick, runs))
     plot(results)
 
 
-def report(results: list[Result], quick: bool) -> str:
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds >= 0.01 else f"{seconds * 1000:.1f} ms"
+
+
+def report(results: list[Result], quick: bool, runs: int) -> str:
+    forms = " | ".join(f"direct, {form}" for form in FORMS)
     lines = [
         "## Queries: `GET /btcusd` (24 h, all exchanges)",
         "",
-        f"`make bench` ({'--quick, ' if quick else ''}{len(results)} configurations; "
-        f"{os.cpu_count()} cores, every shard and the router on this one machine). Latencies "
-        "are sequential requests, router and direct alternating; requests/s and the router's "
+        f"`{command(quick)}` ({len(results)} configurations, {runs} rounds each; "
+        f"{os.cpu_count()} cores shared with other jobs, every shard and the router on "
+        "this one machine; load average "
+        f"{os.getloadavg()[0]:.1f} at the end). One client for everything: Python's "
+        "`http.client`, a keep-alive connection per server, `Accept-Encoding: identity`, "
+        "the body read as bytes and not parsed. Each round asks the router, then the "
+        "owning shard directly in each of InfluxDB's answer forms; *direct* is the "
+        "fastest form's p50, and *router/direct* compares the router's whole answer with "
+        "it. Router CPU is the router process's user+system time per answer "
+        "(/proc; it includes its background rank refresh). Requests/s and the router's "
         "RSS growth with 50 concurrent 24 h requests; cold rank is the first `-6h` request "
-        "(a window no table holds). *original*: on the 1-shard cluster, the price query then "
-        "the on-demand STDDEV rank, one after the other, as the original service did.",
+        "(a window no table holds). *original*: on the 1-shard cluster, the price query "
+        "then the on-demand STDDEV rank, one after the other, as the original service did.",
         "",
-        "| series | shards | points | router p50 | router p99 | direct p50 | router/direct "
-        "| router µs/point | req/s (50 conc.) | RSS growth | cold rank -6h | original "
-        "| original/router |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| series | shards | points | router p50 | router p99 | router CPU/answer "
+        "| direct p50 (fastest form) | router/direct | req/s (50 conc.) | RSS growth "
+        "| cold rank -6h | original | original/router |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         original = f"{r.original_s:.2f} s" if r.original_s else ""
         speedup = f"{r.original_s / r.router_p50:.0f}x" if r.original_s else ""
         lines.append(
-            f"| {r.series:,} | {r.shards} | {r.points:,} | {r.router_p50 * 1000:.0f} ms "
-            f"| {r.router_p99 * 1000:.0f} ms | {r.direct_p50 * 1000:.0f} ms "
-            f"| {r.router_p50 / r.direct_p50:.2f} | {r.router_p50 * 1e6 / r.points:.1f} "
-            f"| {r.rps:.1f} | {r.rss_growth_mb:.0f} MB "
+            f"| {r.series:,} | {r.shards} | {r.points:,} | {ms(r.router_p50)} "
+            f"| {ms(r.router_p99)} | {ms(r.router_cpu)} | {ms(r.direct_p50)} ({r.fastest}) "
+            f"| {r.router_p50 / r.direct_p50:.2f} | {r.rps:.1f} | {r.rss_growth_mb:.0f} MB "
             f"| {r.cold_rank_s:.2f} s | {original} | {speedup} |"
+        )
+    lines += [
+        "",
+        "Each direct form's p50 (bytes of the answer), beside the router's:",
+        "",
+        f"| series | shards | router | {forms} |",
+        "|---:|---:|" + "---:|" * (len(FORMS) + 1),
+    ]
+    for r in results:
+        cells = " | ".join(f"{ms(r.direct[f])} ({r.sizes[f] / 1e6:.2f} MB)" for f in FORMS)
+        lines.append(
+            f"| {r.series:,} | {r.shards} | {ms(r.router_p50)} "
+            f"({r.sizes['router'] / 1e6:.2f} MB) | {cells} |"
         )
     lines += ["", *goals(results), "", "![latency](img/query-latency.png)", ""]
     return "\n".join(lines)
@@ -270,50 +399,30 @@ def report(results: list[Result], quick: bool) -> str:
 def goals(results: list[Result]) -> list[str]:
     """The issue's goals, each as measured in this run (where the run has the data)."""
     by = {(r.series, r.shards): r for r in results}
-    big, small = max(r.series for r in results), min(r.series for r in results)
+    big = max(r.series for r in results)
     shards = 4 if (big, 4) in by else max(r.shards for r in results if r.series == big)
-    target, base = by[(big, shards)], by.get((small, shards))
+    target = by[(big, shards)]
     original = by.get((big, 1))
     out = ["Goals, measured in this run:", ""]
-    ratio = target.router_p50 / target.direct_p50
-    out.append(
-        f"- p50 at most 1.25x the direct query, {big:,} series on {shards} shard(s): "
-        f"{ratio:.2f}x ({'met' if ratio <= 1.25 else 'not met'})."
-    )
-    if base is not None:
-        flat = target.router_p50 / base.router_p50
-        per_point = (target.router_p50 / target.points) / (base.router_p50 / base.points)
+    for r in sorted((r for r in results if r.shards == shards), key=lambda r: r.series):
+        ratio = r.router_p50 / r.direct_p50
         out.append(
-            f"- {big:,} series within 1.1x of {small:,} series ({shards} shard(s)): {flat:.2f}x "
-            f"per request, {per_point:.2f}x per point (btcusd has {base.points:,} points in "
-            f"the small set and {target.points:,} in the large one: more exchanges list it); "
-            f"the direct query itself: {target.direct_p50 / base.direct_p50:.2f}x."
+            f"- cold p50 at most 1.25x the raw direct query, {r.series:,} series on "
+            f"{shards} shard(s): {ratio:.2f}x ({ms(r.router_p50)} against "
+            f"{ms(r.direct_p50)}; {'met' if ratio <= 1.25 else 'not met'})."
         )
     if original is not None and original.original_s:
         speedup = original.original_s / target.router_p50
         out.append(
             f"- at least 100x faster than the original's way at {big:,} series: "
             f"{speedup:.0f}x ({original.original_s:.1f} s against "
-            f"{target.router_p50 * 1000:.0f} ms; {'met' if speedup >= 100 else 'not met'})."
+            f"{ms(target.router_p50)}; {'met' if speedup >= 100 else 'not met'})."
         )
     growth = max(r.rss_growth_mb for r in results)
     out.append(
         f"- router RSS growth under 50 concurrent 24 h requests below 100 MB: at most "
         f"{growth:.0f} MB ({'met' if growth < 100 else 'not met'})."
     )
-    out += [
-        "",
-        "Scale-out, projected from these figures: one pair's points live on its "
-        "owners, so a request's floor is the owner's own query (*direct*), which a shard "
-        "on its own host serves without the other shards taking its cores as they do "
-        "here; the router adds "
-        f"{(target.router_p50 - target.direct_p50) * 1e6 / target.points:.1f} µs per "
-        "point on top (the merge and the JSON), and routers are stateless, so they are "
-        "added behind a load balancer as requests grow. More shards do not make one "
-        "pair faster; they divide the series, so the rank refresh (a COUNT and at most "
-        "two hours of moments per shard each minute) and the write load per shard fall "
-        "as 1/N, and requests for different pairs land on different hosts.",
-    ]
     return out
 
 
@@ -325,12 +434,14 @@ def plot(results: list[Result]) -> None:
 
     IMG.mkdir(parents=True, exist_ok=True)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for series in sorted({r.series for r in results}):
-        rows = [r for r in results if r.series == series]
-        shards = [r.shards for r in rows]
-        left.plot(shards, [r.router_p50 * 1000 for r in rows], "o-", label=f"router, {series:,}")
-        left.plot(shards, [r.direct_p50 * 1000 for r in rows], "x--", label=f"direct, {series:,}")
-    left.set(xlabel="shards", ylabel="p50 latency (ms)", title="GET /btcusd, 24 h")
+    for shards in sorted({r.shards for r in results}):
+        rows = sorted((r for r in results if r.shards == shards), key=lambda r: r.series)
+        series = [r.series for r in rows]
+        left.plot(series, [r.router_p50 * 1000 for r in rows], "o-", label=f"router, {shards}")
+        left.plot(
+            series, [r.direct_p50 * 1000 for r in rows], "x--", label=f"direct (raw), {shards}"
+        )
+    left.set(xlabel="series", ylabel="p50 latency (ms)", title="GET /btcusd, 24 h, by shards")
     left.set_ylim(bottom=0)
     left.legend(fontsize=7)
     ones = [r for r in results if r.original_s]

@@ -29,6 +29,7 @@ class PricePoint(TypedDict):
 Row = list[Any]
 COLUMNS = ["time", "price", "exchange"]
 ORDER = itemgetter(0, 2)  # the answer's order: time, then exchange
+TIME = itemgetter(0)
 
 
 def rows_from_series(series: list[Series]) -> list[Row]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncGenerator, Mapping
@@ -20,7 +21,7 @@ from collections.abc import AsyncGenerator, Mapping
 from federation.core.errors import ShardError
 from federation.core.influx import ShardClient
 from federation.core.influxql import Statement
-from federation.router.rows import ORDER, Row, rows_from_series
+from federation.router.rows import ORDER, TIME, Row, rows_from_series
 
 log = logging.getLogger(__name__)
 
@@ -102,25 +103,19 @@ class MergedPrices:
             await self.aclose()
 
     def _take(self, before: int | None) -> list[Row]:
-        taken: list[Row] = []
+        runs: list[list[Row]] = []
         for buffer in self._buffers.values():
-            cut = (
-                len(buffer)
-                if before is None
-                else bisect.bisect_left(buffer, before, key=lambda r: r[0])
-            )
+            cut = len(buffer) if before is None else bisect.bisect_left(buffer, before, key=TIME)
             if cut:
-                taken.extend(buffer[:cut])
+                runs.append(buffer[:cut])
                 del buffer[:cut]
+        # One run (one shard holds the pair) is sorted already but for ties at a chunk's
+        # edge; sort and unique run in C either way (key functions, a dict), never a
+        # Python loop per row.
+        taken = runs[0] if len(runs) == 1 else list(itertools.chain.from_iterable(runs))
         taken.sort(key=ORDER)
-        out: list[Row] = []
-        last: tuple[int, str] | None = None
-        for row in taken:
-            key = ORDER(row)
-            if key != last:
-                last = key
-                out.append(row)
-        return out
+        unique = dict(zip(map(ORDER, taken), taken, strict=True))
+        return taken if len(unique) == len(taken) else list(unique.values())
 
     async def _close(self, name: str) -> None:
         with contextlib.suppress(Exception):

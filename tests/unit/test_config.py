@@ -159,3 +159,27 @@ def test_malformed_url_with_credentials_is_told_without_them() -> None:
             with_changes(shards=[{"name": "a", "url": "http://admin:s3cret-pw@h:port"}])
         )
     assert "s3cret-pw" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "compress", "gzip"),
+    [
+        ("http://127.0.0.1:8086", None, False),
+        ("http://localhost:8086", None, False),
+        ("http://influx.example:8086", None, True),
+        ("http://127.0.0.1:8086", True, True),
+        ("http://influx.example:8086", False, False),
+    ],
+    ids=["loopback", "localhost", "remote", "loopback-asked", "remote-refused"],
+)
+def test_shard_asks_for_gzip_only_off_loopback_unless_told(
+    url: str, compress: bool | None, gzip: bool
+) -> None:
+    entry = {"name": "a", "url": url} | ({} if compress is None else {"compress": compress})
+    assert parse_shard_map(with_changes(shards=[entry])).shards[0].gzip is gzip
+
+
+def test_compress_that_is_not_a_boolean_names_key_and_fix() -> None:
+    data = with_changes(shards=[{"name": "a", "url": "http://h:1", "compress": "no"}])
+    with pytest.raises(ConfigError, match=r"shards\[0\]\.compress: must be true or false"):
+        parse_shard_map(data)

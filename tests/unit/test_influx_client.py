@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import parse_qs
 
 import httpx2 as httpx
+import orjson
 import pytest
 
 from federation.core.errors import QueryError, ShardError, ShardRejected, ShardUnavailable
@@ -120,3 +121,58 @@ async def test_execute_posts_the_statement_text() -> None:
 )
 def test_parse_series_key_unescapes(key: str, tags: dict[str, str]) -> None:
     assert parse_series_key(key) == tags
+
+
+@pytest.mark.parametrize(
+    ("url", "compress", "expected"),
+    [
+        ("http://127.0.0.1:8086", None, "identity"),
+        ("http://shard-a:8086", None, "gzip"),
+        ("http://127.0.0.1:8086", True, "gzip"),
+    ],
+    ids=["loopback", "remote", "loopback-compress"],
+)
+async def test_query_asks_for_gzip_as_the_shard_says(
+    url: str, compress: bool | None, expected: str
+) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Accept-Encoding"])
+        return httpx.Response(200, json={"results": [{"statement_id": 0}]})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    await InfluxClient(Shard("shard-a", url, compress=compress), http, "crypto").query(
+        series_query()
+    )
+    assert expected in seen[0].split(", ")
+
+
+def chunk(values: list[list[object]]) -> bytes:
+    series = {"name": "price", "columns": ["time", "price", "exchange"], "values": values}
+    return orjson.dumps({"results": [{"statement_id": 0, "series": [series]}]})
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64, 10_000], ids=["bytes", "7", "64", "whole"])
+async def test_query_chunks_reads_lines_cut_anywhere(piece: int) -> None:
+    lines = [chunk([[1, 1.5, "a"], [2, 2.5, "b"]]), chunk([[3, 3.5, "a"]])]
+    body = b"\n".join(lines) + b"\n\n"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        pieces = [body[i : i + piece] for i in range(0, len(body), piece)]
+        return httpx.Response(200, stream=Pieces(pieces))
+
+    client = client_for(handler)
+    got = [s async for s in client.query_chunks(series_query())]
+    assert [s[0]["values"] for s in got] == [[[1, 1.5, "a"], [2, 2.5, "b"]], [[3, 3.5, "a"]]]
+
+
+class Pieces(httpx.AsyncByteStream):
+    """A body that arrives in the given pieces, as a network delivers it."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = pieces
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces:
+            yield piece

@@ -8,9 +8,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import orjson
 import pandas as pd
 import pytest
 
@@ -291,3 +293,31 @@ async def test_pair_missing_from_the_rank_table_when_the_refresh_fails_ranks_per
         body = (await client.get("/btcusd")).json()
     assert body["rank"] == "1/4"
     assert "rank_as_of" not in body
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+async def test_pair_answer_bytes_are_the_api_json_of_its_points() -> None:
+    """The bytes of an answer, for a fixed data set with a replica, are orjson's encoding of
+    the answer the API defines: the merge and the encoding change nothing."""
+    a, b = NOW - 120_000, NOW - 60_000
+    held = {
+        "shard-a": [(a, 62052.70425322867, "binance-us"), (b, 1e16, "binance-us")],
+        "shard-b": [(a, 0.1, "kraken"), (b, 1e-05, "kraken")],
+    }
+    held["shard-c"] = held["shard-b"]  # a replica
+    fakes = {s.name: FakeShard(s, now_ms=NOW) for s in SHARDS}
+    for name, rows in held.items():
+        frame = pd.DataFrame(rows, columns=["time", "price", "exchange"]).assign(pair="btcusd")
+        fakes[name].seed(frame)
+    async with router(fakes) as client:
+        body = (await client.get("/btcusd")).content
+    prices = sorted({(t, e): p for rows in held.values() for t, p, e in rows}.items())
+    expected = {"pair": "btcusd", "rank": "1/2", "duration": "-24h"} | {
+        "prices": [{"price": p, "time": iso(t), "exchange": e} for (t, e), p in prices],
+        "partial": False,
+        "missing_shards": [],
+    }
+    assert body == orjson.dumps(expected)

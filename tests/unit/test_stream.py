@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pandas as pd
 import pytest
 
@@ -72,3 +74,36 @@ async def test_merge_of_failed_shard_at_start_is_missing() -> None:
     rows, missing = await merge(shard("s1", A), shard("s2", B, down=True))
     assert len(rows) == 3
     assert list(missing) == ["s2"]
+
+
+def points(seed: int, n: int) -> Rows:
+    """``n`` points of exchanges a-d at a few shared times (ties at every chunk edge), one
+    per (time, exchange), in time order, as one InfluxDB holds and sends them."""
+    rng = random.Random(seed)
+    drawn = {(rng.randrange(20), rng.choice("abcd")): round(rng.uniform(1, 9), 3) for _ in range(n)}
+    return sorted(((t, p, e) for (t, e), p in drawn.items()), key=lambda r: r[0])
+
+
+def oracle(*holdings: Rows) -> Rows:
+    """pandas: every shard's points, one per (time, exchange), ordered by both."""
+    frame = pd.DataFrame([r for rows in holdings for r in rows], columns=["t", "p", "e"])
+    frame = frame.drop_duplicates(["t", "e"]).sort_values(["t", "e"])
+    return list(frame.itertuples(index=False, name=None))
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [("ab",), ("ab", ""), ("abc", "", ""), ("ab", "cd"), ("ab", "bc", "ca")],
+    ids=["one-shard", "one-of-two", "one-of-three", "disjoint", "overlapping"],
+)
+async def test_merge_equals_pandas_on_any_layout(layout: tuple[str, ...]) -> None:
+    every = points(len(layout), 80)
+    holdings = [[r for r in every if r[2] in exchanges] for exchanges in layout]
+    rows, missing = await merge(*(shard(f"s{i}", h) for i, h in enumerate(holdings)))
+    assert (rows, missing) == (oracle(*holdings), {})
+
+
+async def test_merge_keeps_one_copy_of_replicated_points() -> None:
+    held = points(7, 60)
+    rows, _ = await merge(shard("s1", held), shard("s2", held[::2]), shard("s3", held))
+    assert rows == oracle(held)
