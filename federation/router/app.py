@@ -272,10 +272,11 @@ def create_app(
             tasks = []
             if settings.rank_refresh_s:
                 federation.ranks = RankTable(
-                    federation.gather_answers,
+                    federation.gather_by_shard,
                     refresh_s=settings.rank_refresh_s,
                     max_windows=settings.rank_windows,
                     max_builds=settings.rank_builds,
+                    database=shard_map.database,
                     clock=clock,
                 )
                 tasks.append(asyncio.create_task(federation.ranks.run(stop)))
