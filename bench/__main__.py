@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("ingest", "query", "alerts", "body", "pool", "page", "slow")
+SUITES = ("ingest", "query", "alerts", "body", "pool", "page", "slow", "refresh")
 
 
 def main(argv: list[str] | None = None) -> int:

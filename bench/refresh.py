@@ -1,0 +1,222 @@
+"""What the rank refresh costs the shards: influxd CPU per minute, the refresh of this
+version against the refresh it replaced, alternating in one run.
+
+Four local shards hold 25 hours of the simulated market (one tick a minute). Then, minute
+by minute of simulated time (the last minutes of an hour and the first of the next, so
+a new hour and its full count are in the run), the ingester's writer writes the
+minute's ticks (one, or 60 with 1-second ticks), and each side refreshes as of that
+minute, one after the other, the order alternating:
+
+- **now**: ``RankTable.refresh`` (the newest minute, the write counters, the count of
+  what is newer; the full count at the new hour), by 1 or 3 routers (3 tables, each its
+  own, as 3 router processes would be);
+- **before**: the statements every refresh of the previous version sent (a COUNT per
+  hour of the 25 held hours, and the moments of the three window edges: the part of the
+  oldest hour in the 24 h window, of the oldest hour in the 1 h window, and the current
+  hour so far), as many times as there are routers.
+
+influxd CPU is read from ``/proc/<pid>/stat`` (utime + stime) of every shard's process
+just before and just after each side's refresh, so the ingester's writes, which both
+sides would pay alike, are not in it. Per minute = the refreshes of one simulated minute;
+the steady figure is the median minute, the hour figure the minute that crossed an hour,
+and "per minute, averaged over an hour" = (59 x steady + hour) / 60.
+
+``BENCH_REFRESH_SERIES`` (default 14,000), ``BENCH_REFRESH_MINUTES`` (default 6) and
+``BENCH_REFRESH_HOURS`` (default 25) shrink a run while developing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2
+
+from bench.ingest import cluster
+from bench.report import write_section
+from federation.core import influxql
+from federation.core.clock import now_ms
+from federation.core.credentials import Credentials
+from federation.core.influx import clients_for, ensure_databases
+from federation.core.influxql import Statement, TimeRange
+from federation.core.logs import setup_logging
+from federation.core.types import Series
+from federation.router.ranktable import RankTable
+from federation.tools.localcluster import LocalCluster
+from ingest.simulated import SimulatedMarket
+from ingest.writer import ShardWriter
+
+MINUTE, HOUR = 60_000, 3_600_000
+TICKS = os.sysconf("SC_CLK_TCK")
+Gathered = tuple[dict[str, list[list[Series]]], set[str]]
+
+
+def influxd_cpu_s(local: LocalCluster) -> float:
+    """utime + stime of every shard's influxd, from /proc/<pid>/stat, in seconds."""
+    total = 0
+    for shard in local.shards.values():
+        if shard.process is not None:
+            fields = Path(f"/proc/{shard.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / TICKS
+
+
+def previous_refresh(t: int, keep_hours: int = 25) -> list[Statement]:
+    """The statements one refresh of the previous version sent to every shard."""
+    current = t // HOUR * HOUR
+    oldest = current - keep_hours * HOUR
+    edges = [
+        TimeRange(t - 24 * HOUR, (t - 24 * HOUR) // HOUR * HOUR + HOUR, False, False),
+        TimeRange(t - HOUR, current, False, False),
+        TimeRange(current, t, True, True),
+    ]
+    return [influxql.bucket_counts_query(TimeRange(oldest, current), 3600)] + [
+        influxql.moments_query(edge) for edge in edges
+    ]
+
+
+@dataclass
+class Side:
+    label: str
+    minutes: list[float] = field(default_factory=list)  # influxd CPU s per simulated minute
+    hour: float = 0.0  # the minute that crossed an hour
+
+    @property
+    def steady(self) -> float:
+        return statistics.median(self.minutes)
+
+    @property
+    def averaged(self) -> float:
+        return (59 * self.steady + self.hour) / 60
+
+
+class Run:
+    """One cluster, its writer, the simulated market and the sides' rank tables."""
+
+    def __init__(self, local: LocalCluster, http: httpx2.AsyncClient, series: int) -> None:
+        self.local = local
+        self.clients = clients_for(local.shard_map, http, credentials=Credentials(), timeout=120)
+        self.writer = ShardWriter(local.shard_map, self.clients)
+        self.market = SimulatedMarket(series=series, seed=1, step_ms=MINUTE)
+        database = local.shard_map.database
+        self.tables = {
+            n: [RankTable(self.gather, database=database) for _ in range(n)] for n in (1, 3)
+        }
+
+    async def gather(self, statement: Statement) -> Gathered:
+        names = list(self.clients)
+        answers = await asyncio.gather(*(self.clients[n].query(statement) for n in names))
+        return dict(zip(names, answers, strict=True)), set()
+
+    async def refresh_now(self, routers: int, t: int) -> None:
+        await asyncio.gather(*(table.refresh(t) for table in self.tables[routers]))
+
+    async def refresh_before(self, routers: int, t: int) -> None:
+        for _ in range(routers):
+            await asyncio.gather(*(self.gather(s) for s in previous_refresh(t)))
+
+    async def minutes(self, end: int, count: int, tick_s: int, sides: dict[str, Side]) -> None:
+        """``count`` simulated minutes after ``end``: the ticks written, then every side."""
+        for k in range(1, count + 1):
+            t = end + k * MINUTE
+            for i in range(60 // tick_s):
+                await self.writer.write(self.market.snapshot(t - MINUTE + (i + 1) * tick_s * 1000))
+            order = list(sides.items())
+            order = order[k % len(order) :] + order[: k % len(order)]
+            for label, side in order:
+                routers = 3 if "3" in label else 1
+                run = self.refresh_now if label.startswith("now") else self.refresh_before
+                before = influxd_cpu_s(self.local)
+                await run(routers, t)
+                cpu = influxd_cpu_s(self.local) - before
+                if t % HOUR == 0:
+                    side.hour = cpu
+                else:
+                    side.minutes.append(cpu)
+
+
+def sides() -> dict[str, Side]:
+    return {
+        label: Side(label)
+        for label in ("before, 1 router", "now, 1 router", "before, 3 routers", "now, 3 routers")
+    }
+
+
+async def bench_all(
+    series: int, hours: int, minutes: int
+) -> tuple[list[tuple[str, dict[str, Side]]], float]:
+    """60 s ticks across one hour, then 1 s ticks across the next, on one cluster."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-refresh-") as tmp,
+        cluster(4, Path(tmp)) as local,
+    ):
+        async with httpx2.AsyncClient(limits=httpx2.Limits(max_connections=64)) as http:
+            run = Run(local, http, series)
+            await ensure_databases(run.clients)
+            end = (now_ms() // HOUR - 2) * HOUR - (minutes // 2) * MINUTE
+            started = time.perf_counter()
+            for frame in run.market.history(end - hours * HOUR, end + MINUTE, MINUTE, 1_000_000):
+                await run.writer.write(frame)
+            print(f"  backfill: {time.perf_counter() - started:.0f}s", flush=True)
+            before = influxd_cpu_s(local)
+            await asyncio.gather(run.refresh_now(1, end), run.refresh_now(3, end))
+            first = (influxd_cpu_s(local) - before) / 4
+            print(f"  first refresh: {first:.1f}s influxd CPU per router", flush=True)
+            results = []
+            for tick_s in (60, 1):
+                measured = sides()
+                await run.minutes(end, minutes, tick_s, measured)
+                results.append((f"{tick_s} s", measured))
+                for label, side in measured.items():
+                    print(f"  {tick_s} s ticks, {label}: {side.averaged:.3f} s/min", flush=True)
+                # on to the same minutes of the next hour, one tick a minute, unmeasured
+                nxt = end + HOUR
+                for frame in run.market.history(end + (minutes + 1) * MINUTE, nxt + MINUTE, MINUTE):
+                    await run.writer.write(frame)
+                await asyncio.gather(run.refresh_now(1, nxt), run.refresh_now(3, nxt))
+                end = nxt
+            return results, first
+
+
+def report(
+    series: int, hours: int, minutes: int, first: float, rows: list[tuple[str, dict[str, Side]]]
+) -> str:
+    lines = [
+        "`python -m bench refresh`: "
+        f"{series:,} series on 4 local shards, {hours} h held; {minutes} simulated minutes"
+        " across an hour boundary with 60 s ticks, then as many across the next with 1 s"
+        " ticks; in every minute each side refreshes once, in turn (the order rotating);"
+        " influxd CPU (utime + stime of every shard's influxd from /proc) during each"
+        " side's refreshes only; 2 cores shared with other work. A router's first"
+        f" refresh (25 hours read once) cost {first:.1f} s of influxd CPU.",
+        "",
+        "| ticks | side | influxd CPU per minute, steady | the minute of a new hour |"
+        " per minute, averaged over an hour |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for ticks, measured in rows:
+        for side in measured.values():
+            lines.append(
+                f"| {ticks} | {side.label} | {side.steady:.3f} s | {side.hour:.3f} s |"
+                f" {side.averaged:.3f} s |"
+            )
+    return "\n".join(lines)
+
+
+async def bench(quick: bool) -> str:
+    series = int(os.environ.get("BENCH_REFRESH_SERIES", 1_000 if quick else 14_000))
+    minutes = int(os.environ.get("BENCH_REFRESH_MINUTES", 4 if quick else 6))
+    hours = int(os.environ.get("BENCH_REFRESH_HOURS", 25))
+    print(f"refresh: {series:,} series, {hours} h, {minutes} minutes", flush=True)
+    rows, first = await bench_all(series, hours, minutes)
+    return report(series, hours, minutes, first, rows)
+
+
+def main(quick: bool) -> None:
+    setup_logging("warning")
+    write_section("refresh", asyncio.run(bench(quick)))
