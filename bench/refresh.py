@@ -1,25 +1,26 @@
 """What the rank refresh costs the shards: influxd CPU per minute, the refresh of this
 version against the refresh it replaced, alternating in one run.
 
-Four local shards hold 25 hours of the simulated market (one tick a minute). Then, minute
-by minute of simulated time (the last minutes of an hour and the first of the next, so
-a new hour and its full count are in the run), the ingester's writer writes the
-minute's ticks (one, or 60 with 1-second ticks), and each side refreshes as of that
-minute, one after the other, the order alternating:
+Four local shards hold 25 hours of the simulated market (one tick a minute), and three
+rank tables (three routers) have made their first table. Then, minute by minute of
+simulated time, the ingester's writer writes the minute's ticks, and every router
+refreshes as of that minute, one router after the other, each both ways (the order
+alternating):
 
-- **now**: ``RankTable.refresh`` (the newest minute, the write counters, the count of
-  what is newer; the full count at the new hour), by 1 or 3 routers (3 tables, each its
-  own, as 3 router processes would be);
+- **now**: ``RankTable.refresh`` (the write counters, the newest minute, the count of
+  what is newer; the full count at a new hour);
 - **before**: the statements every refresh of the previous version sent (a COUNT per
   hour of the 25 held hours, and the moments of the three window edges: the part of the
   oldest hour in the 24 h window, of the oldest hour in the 1 h window, and the current
-  hour so far), as many times as there are routers.
+  hour so far).
 
-influxd CPU is read from ``/proc/<pid>/stat`` (utime + stime) of every shard's process
-just before and just after each side's refresh, so the ingester's writes, which both
-sides would pay alike, are not in it. Per minute = the refreshes of one simulated minute;
-the steady figure is the median minute, the hour figure the minute that crossed an hour,
-and "per minute, averaged over an hour" = (59 x steady + hour) / 60.
+First with 60 s ticks across an hour boundary, then with 1 s ticks (60 a minute) across
+the next. influxd CPU is read from ``/proc/<pid>/stat`` (utime + stime) of every shard's
+process just before and just after each refresh, so the ingester's writes, which both
+sides pay alike, are not in it. The 1-router figure is the first router's refresh, the
+3-router figure the three routers' together; per minute, the steady figure is the median
+minute, the hour figure the minute that crossed an hour, and "averaged over an hour" is
+(59 x steady + hour) / 60.
 
 ``BENCH_REFRESH_SERIES`` (default 14,000), ``BENCH_REFRESH_MINUTES`` (default 6) and
 ``BENCH_REFRESH_HOURS`` (default 25) shrink a run while developing.
@@ -32,6 +33,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,25 +102,29 @@ class Run:
 
     def __init__(self, local: LocalCluster, http: httpx2.AsyncClient, series: int) -> None:
         self.local = local
-        self.clients = clients_for(local.shard_map, http, credentials=Credentials(), timeout=120)
+        self.clients = clients_for(local.shard_map, http, credentials=Credentials(), timeout=600)
         self.writer = ShardWriter(local.shard_map, self.clients)
         self.market = SimulatedMarket(series=series, seed=1, step_ms=MINUTE)
         database = local.shard_map.database
-        self.tables = {
-            n: [RankTable(self.gather, database=database) for _ in range(n)] for n in (1, 3)
-        }
+        self.tables = [RankTable(self.gather, database=database) for _ in range(3)]
 
     async def gather(self, statement: Statement) -> Gathered:
         names = list(self.clients)
-        answers = await asyncio.gather(*(self.clients[n].query(statement) for n in names))
-        return dict(zip(names, answers, strict=True)), set()
+        found = await asyncio.gather(
+            *(self.clients[n].query(statement) for n in names), return_exceptions=True
+        )
+        answers = {
+            n: a for n, a in zip(names, found, strict=True) if not isinstance(a, BaseException)
+        }
+        return answers, set(names) - set(answers)
 
-    async def refresh_now(self, routers: int, t: int) -> None:
-        await asyncio.gather(*(table.refresh(t) for table in self.tables[routers]))
+    async def cpu_of(self, run: Awaitable[object]) -> float:
+        before = influxd_cpu_s(self.local)
+        await run
+        return influxd_cpu_s(self.local) - before
 
-    async def refresh_before(self, routers: int, t: int) -> None:
-        for _ in range(routers):
-            await asyncio.gather(*(self.gather(s) for s in previous_refresh(t)))
+    async def refresh_before(self, t: int) -> None:
+        await asyncio.gather(*(self.gather(s) for s in previous_refresh(t)))
 
     async def minutes(self, end: int, count: int, tick_s: int, sides: dict[str, Side]) -> None:
         """``count`` simulated minutes after ``end``: the ticks written, then every side."""
@@ -126,18 +132,21 @@ class Run:
             t = end + k * MINUTE
             for i in range(60 // tick_s):
                 await self.writer.write(self.market.snapshot(t - MINUTE + (i + 1) * tick_s * 1000))
-            order = list(sides.items())
-            order = order[k % len(order) :] + order[: k % len(order)]
-            for label, side in order:
+            # Each router's refresh alone, the two sides alternating: the first router's
+            # is the 1-router figure, the three together the 3-router one.
+            cpu: dict[str, list[float]] = {"now": [], "before": []}
+            for r, table in enumerate(self.tables):
+                order = ["now", "before"] if (k + r) % 2 else ["before", "now"]
+                for label in order:
+                    run = table.refresh(t) if label == "now" else self.refresh_before(t)
+                    cpu[label].append(await self.cpu_of(run))
+            for label, side in sides.items():
                 routers = 3 if "3" in label else 1
-                run = self.refresh_now if label.startswith("now") else self.refresh_before
-                before = influxd_cpu_s(self.local)
-                await run(routers, t)
-                cpu = influxd_cpu_s(self.local) - before
+                value = sum(cpu[label.split(",")[0]][:routers])
                 if t % HOUR == 0:
-                    side.hour = cpu
+                    side.hour = value
                 else:
-                    side.minutes.append(cpu)
+                    side.minutes.append(value)
 
 
 def sides() -> dict[str, Side]:
@@ -163,9 +172,7 @@ async def bench_all(
             for frame in run.market.history(end - hours * HOUR, end + MINUTE, MINUTE, 1_000_000):
                 await run.writer.write(frame)
             print(f"  backfill: {time.perf_counter() - started:.0f}s", flush=True)
-            before = influxd_cpu_s(local)
-            await asyncio.gather(run.refresh_now(1, end), run.refresh_now(3, end))
-            first = (influxd_cpu_s(local) - before) / 4
+            first = statistics.mean([await run.cpu_of(table.refresh(end)) for table in run.tables])
             print(f"  first refresh: {first:.1f}s influxd CPU per router", flush=True)
             results = []
             for tick_s in (60, 1):
@@ -178,7 +185,8 @@ async def bench_all(
                 nxt = end + HOUR
                 for frame in run.market.history(end + (minutes + 1) * MINUTE, nxt + MINUTE, MINUTE):
                     await run.writer.write(frame)
-                await asyncio.gather(run.refresh_now(1, nxt), run.refresh_now(3, nxt))
+                for table in run.tables:
+                    await table.refresh(nxt)
                 end = nxt
             return results, first
 
