@@ -195,6 +195,8 @@ def report(
     series: int, hours: int, minutes: int, first: float, rows: list[tuple[str, dict[str, Side]]]
 ) -> str:
     lines = [
+        "## The rank refresh: influxd CPU per minute",
+        "",
         "`python -m bench refresh`: "
         f"{series:,} series on 4 local shards, {hours} h held; {minutes} simulated minutes"
         " across an hour boundary with 60 s ticks, then as many across the next with 1 s"
