@@ -17,6 +17,7 @@ SUITES = (
     "slow",
     "write",
     "hot",
+    "refresh",
 )
 
 

@@ -8,7 +8,8 @@ arguments, computed from those points with pandas, in the shapes InfluxDB 1.6 an
 (tests/integration/test_catalogue_live.py asks real influxd the same statements):
 series with name, tags, columns and values; times at the asked epoch; ``partial`` on
 every chunk of a chunked series but its last; STDDEV the sample deviation (n - 1),
-null below two points; GROUP BY time buckets aligned to the epoch, fill(none); an
+null below two points; GROUP BY time buckets aligned to the epoch (and shifted by
+the offset), fill(none); an
 aggregate without GROUP BY time stamped with the start of the range. ``now()`` is the
 injected ``now_ms``. The front door's statements are answered from their trees by
 :mod:`tests.fakequery`. The statement text is never read: a kind without an answer here
@@ -47,7 +48,6 @@ from federation.core.types import Series
 from tests import fakequery
 
 NS = {"n": 1, "ns": 1, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
-HOUR_NS = 3_600 * NS["s"]
 DTYPES = {
     "time": "int64",
     "exchange": "object",
@@ -137,6 +137,7 @@ class FakeShard:
         self.statements: list[Statement] = []
         self.created = 0  # create_database calls that succeeded
         self.open_streams = 0  # chunked answers begun and not yet closed
+        self.points_written = 0  # every point stored, rewrites too (InfluxDB's writePointsOk)
 
     # Points.
 
@@ -163,6 +164,7 @@ class FakeShard:
                     self.name, f"POST /write answered 400: unable to parse {line!r}: {exc}", 400
                 ) from None
         new = pd.DataFrame(rows, columns=COLUMNS).astype(DTYPES)
+        self.points_written += len(new)
         frame = new if self._points.empty else pd.concat([self._points, new], ignore_index=True)
         # A point is unique by series and time: a second write of it replaces the first.
         frame = frame.drop_duplicates(["time", *TAGS], keep="last")
@@ -307,16 +309,37 @@ class FakeShard:
         start = self._start_ns(span=span)
         return [_aggregate(rows, {"stddev": _stddev}, unit, start, by_series=True)]
 
-    def _moments(self, unit: int, span: TimeRange, by_hour: bool) -> Answer:
+    def _moments(self, unit: int, span: TimeRange, bucket_s: int) -> Answer:
         aggregates = {"count": _count("price"), "mean": _mean, "stddev": _stddev}
-        start, bucket = self._start_ns(span=span), HOUR_NS if by_hour else None
+        start, bucket = self._start_ns(span=span), bucket_s * NS["s"] or None
         rows = self._select(span=span)
-        return [_aggregate(rows, aggregates, unit, start, by_series=True, bucket_ns=bucket)]
+        return [
+            _aggregate(
+                rows, aggregates, unit, start, by_series=True, bucket_ns=bucket, offset_ns=NS["u"]
+            )
+        ]
 
-    def _hour_counts(self, unit: int, span: TimeRange) -> Answer:
+    def _bucket_counts(self, unit: int, span: TimeRange, bucket_s: int) -> Answer:
         rows = self._select(span=span)
         aggregates = {"count": _count("price")}
-        return [_aggregate(rows, aggregates, unit, 0, by_series=False, bucket_ns=HOUR_NS)]
+        bucket = bucket_s * NS["s"]
+        return [
+            _aggregate(
+                rows, aggregates, unit, 0, by_series=False, bucket_ns=bucket, offset_ns=NS["u"]
+            )
+        ]
+
+    def _count(self, unit: int, span: TimeRange) -> Answer:
+        rows, start = self._select(span=span), self._start_ns(span=span)
+        return [_aggregate(rows, {"count": _count("price")}, unit, start, by_series=False)]
+
+    def _write_stats(self, unit: int) -> Answer:
+        """InfluxDB's ``shard`` statistics: one storage shard of this database, whose
+        ``writePointsOk`` counts every point written (a rewrite of a stored one too)."""
+        columns = ["writePointsDropped", "writePointsOk", "writeReq"]
+        values = [[0, self.points_written, len(self.bodies)]]
+        tags = {"database": self.database, "engine": "tsm1", "id": "1"}
+        return [[{"name": "shard", "tags": tags, "columns": columns, "values": values}]]
 
     def _buckets(self, unit: int, start_ms: int, end_ms: int, bucket_s: int) -> Answer:
         rows = self._select(span=TimeRange(start_ms, end_ms))
@@ -373,7 +396,9 @@ _ANSWERS: Mapping[str, Callable[..., Answer]] = {
     "stddev_query": FakeShard._stddev,
     "stddev_range_query": FakeShard._stddev_range,
     "moments_query": FakeShard._moments,
-    "hour_counts_query": FakeShard._hour_counts,
+    "bucket_counts_query": FakeShard._bucket_counts,
+    "count_query": FakeShard._count,
+    "write_stats_query": FakeShard._write_stats,
     "buckets_query": FakeShard._buckets,
     "last_prices_query": FakeShard._last_prices,
     "series_query": FakeShard._series_keys,
@@ -426,12 +451,17 @@ def _aggregate(
     *,
     by_series: bool,
     bucket_ns: int | None = None,
+    offset_ns: int = 0,
 ) -> list[Series]:
     """One series per (exchange, pair), or one for all; a row per epoch-aligned bucket
-    holding points (fill(none)), or one row stamped ``start_ns`` without buckets."""
+    (shifted by ``offset_ns``, as ``GROUP BY time(b, offset)``) holding points
+    (fill(none)), or one row stamped ``start_ns`` without buckets."""
     if rows.empty:
         return []
-    buckets = rows["time"] // bucket_ns * bucket_ns if bucket_ns else start_ns
+    if bucket_ns:
+        buckets = (rows["time"] - offset_ns) // bucket_ns * bucket_ns + offset_ns
+    else:
+        buckets = start_ns
     rows = rows.assign(bucket=buckets)
     groups = rows.groupby(TAGS, sort=True) if by_series else [((), rows)]
     out = []

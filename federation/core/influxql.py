@@ -190,26 +190,49 @@ def census_query() -> str:
     return f"SHOW SERIES FROM {_M}"
 
 
-# The rank table.
+# The rank table. Its buckets close on the right: a bucket labelled ``m`` holds the
+# points of (m, m + bucket], by InfluxDB's offset of one microsecond, so the window
+# (t - W, t] of a t on a bucket boundary is whole buckets (points are stored in ms).
+
+
+def _buckets(bucket_s: int) -> str:
+    return f"time({_time(bucket_s, 's')}, 1u)"
 
 
 @_catalogued
-def hour_counts_query(span: TimeRange) -> str:
-    """Points per hour (all series together) in the range; hours without points absent."""
+def bucket_counts_query(span: TimeRange, bucket_s: int) -> str:
+    """Points per bucket (m, m + bucket] (all series together) in the range; buckets
+    without points absent."""
     where = _where(span.condition())
-    return f"SELECT COUNT({_PRICE}) FROM {_M}{where} GROUP BY time(1h) fill(none)"
+    return f"SELECT COUNT({_PRICE}) FROM {_M}{where} GROUP BY {_buckets(bucket_s)} fill(none)"
 
 
 @_catalogued
-def moments_query(span: TimeRange, by_hour: bool = False) -> str:
-    """COUNT, MEAN and STDDEV of price per series (and per hour) in the range."""
-    group = "time(1h), " if by_hour else ""
+def count_query(span: TimeRange) -> str:
+    """Points in the range, all series together (one row, stamped with its start)."""
+    return f"SELECT COUNT({_PRICE}) FROM {_M}" + _where(span.condition())
+
+
+@_catalogued
+def moments_query(span: TimeRange, bucket_s: int = 0) -> str:
+    """COUNT, MEAN and STDDEV of price per series in the range, and per bucket
+    (m, m + bucket] when ``bucket_s`` is given."""
+    group = f"{_buckets(bucket_s)}, " if bucket_s else ""
     return (
         f"SELECT COUNT({_PRICE}), MEAN({_PRICE}), STDDEV({_PRICE}) FROM {_M}"
         + _where(span.condition())
         + f" GROUP BY {group}{_BY_SERIES}"
-        + (" fill(none)" if by_hour else "")
+        + (" fill(none)" if bucket_s else "")
     )
+
+
+@_catalogued
+def write_stats_query() -> str:
+    """The server's counters of each storage shard (tags ``database``...), among them
+    ``writePointsOk``, the points written since the server started: a counter that moved
+    by more than the points a refresh found in new minutes means points landed in
+    minutes already read. Needs admin rights where authentication is on."""
+    return "SHOW STATS FOR " + quote_literal("shard")
 
 
 # The ingester and the alerts.

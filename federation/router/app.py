@@ -302,10 +302,11 @@ def create_app(
             tasks = [asyncio.create_task(writes.run(stop))]
             if settings.rank_refresh_s:
                 federation.ranks = RankTable(
-                    federation.gather_answers,
+                    federation.gather_by_shard,
                     refresh_s=settings.rank_refresh_s,
                     max_windows=settings.rank_windows,
                     max_builds=settings.rank_builds,
+                    database=shard_map.database,
                     clock=clock,
                 )
                 tasks.append(asyncio.create_task(federation.ranks.run(stop)))
@@ -319,7 +320,7 @@ def create_app(
                         metrics=router_metrics,
                         clock=clock,
                     )
-                    federation.ranks.on_hours_checked = federation.hot.hours_checked
+                    federation.ranks.on_refreshed.append(federation.hot.hours_checked)
                     tasks.append(asyncio.create_task(federation.hot.run(stop)))
             app.state.watcher = None
             if from_file:

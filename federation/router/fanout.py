@@ -122,6 +122,14 @@ class Federation:
         found = await self.gather(self._query(statement))
         return list(found.answers.values()), set(found.missing)
 
+    async def gather_by_shard(
+        self, statement: Statement
+    ) -> tuple[dict[str, list[list[Series]]], set[str]]:
+        """``statement`` on every shard: each answering shard's answer by name, and the
+        names of the shards missing."""
+        found = await self.gather(self._query(statement))
+        return dict(found.answers), set(found.missing)
+
     async def _rank(
         self, q: PairQuery, precomputed: bool = True
     ) -> tuple[tuple[int, int] | None, int | None, dict[str, str]]:

@@ -218,12 +218,16 @@ class HotCache:
 
     # Told by the rank table and the federation.
 
-    def hours_checked(self, stale: list[int], complete: bool) -> None:
-        """The rank table's count check: these closed hours are read again by the next
-        extension; when a shard missed the check, nothing held can be trusted."""
+    def hours_checked(self, changed: list[int], complete: bool) -> None:
+        """A rank refresh: the hours (h, h + 1h] it found changed (late points) are read
+        again by the next extension, which it wakes; when a shard missed the refresh,
+        nothing held can be trusted."""
         if not complete:
-            self.clear("a shard missed the rank table's count check")
+            self.clear("a shard missed the rank table's refresh")
             return
+        # The rank's hour h ends at h + 1h inclusive, which is the first instant of the
+        # cache's hour h + 1h: both are read again.
+        stale = sorted({h for hour in changed for h in (hour, hour + HOUR_MS)})
         for entry in self.entries.values():
             entry.pending.update(stale)
         for pending in self._fill_pending.values():

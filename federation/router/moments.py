@@ -54,17 +54,23 @@ def combine(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
     frames = [p for p in parts if not p.empty]
     if not frames:
         return pd.DataFrame(columns=[*KEY, "n", "mean", "m2"])
-    rows = pd.concat(frames, ignore_index=True)
-    rows["weighted"] = rows["n"] * rows["mean"]
-    grouped = rows.groupby(KEY, sort=False)
-    n = grouped["n"].transform("sum")
-    mean = grouped["weighted"].transform("sum") / n
-    rows["spread"] = rows["m2"] + rows["n"] * (rows["mean"] - mean) ** 2
-    out = rows.groupby(KEY, sort=False).agg(
-        n=("n", "sum"), weighted=("weighted", "sum"), m2=("spread", "sum")
+    rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    codes = rows.groupby(KEY, sort=False).ngroup().to_numpy()
+    n_i = rows["n"].to_numpy(dtype="float64")
+    mean_i = rows["mean"].to_numpy(dtype="float64")
+    n = np.bincount(codes, weights=n_i)
+    mean = np.bincount(codes, weights=n_i * mean_i) / n
+    spread = rows["m2"].to_numpy(dtype="float64") + n_i * (mean_i - mean[codes]) ** 2
+    first = np.unique(codes, return_index=True)[1]  # the row of each series' first part
+    return pd.DataFrame(
+        {
+            "exchange": rows["exchange"].to_numpy()[first],
+            "pair": rows["pair"].to_numpy()[first],
+            "n": n.astype("int64"),
+            "mean": mean,
+            "m2": np.bincount(codes, weights=spread),
+        }
     )
-    out["mean"] = out["weighted"] / out["n"]
-    return out.drop(columns="weighted").reset_index()
 
 
 def stddev(moments: pd.DataFrame) -> pd.DataFrame:

@@ -1,19 +1,28 @@
-"""The precomputed rank: per-series moments of every closed hour, kept in memory, and
-rank tables for the default windows rebuilt from them at every refresh (every ingest
-tick by default).
+"""The precomputed rank: per-series moments of every closed hour and of the minutes at
+the window's edges, kept in memory, and rank tables for the default windows rebuilt from
+them at every refresh (every ingest tick by default).
 
-A window (t - W, t] splits into the closed hours inside it, read from memory, and at
-most two edges (the part of the oldest hour after t - W, and the current hour up to t),
-asked of the shards. So a refresh reads the moments of at most two hours of points per
-shard whatever the window, instead of the whole window on every request. A closed hour
-is read once when it closes, and again only when the shards' point count of that hour
-has moved (one cheap COUNT per refresh tells): late points (a spool replaying, a
-backfill still running when the router started) are in the next table.
+Hours and minutes close on the right: the hour labelled h holds (h, h + 1h], the minute
+m holds (m, m + 1m], so the window (t - W, t] of a periodic refresh (t is the minute
+boundary just passed) is whole minutes at its two ends and whole hours between. A
+refresh asks the shards only for the minutes that closed since the last one (a minute of
+points at one tick a minute or a second); the current hour's minutes accumulate in
+memory, and once all of its minutes are in, an hour's moments are combined from them
+(exactly: Chan's formula, ``moments.combine``) without asking anything. The minutes of
+the hour the window starts in are read once, when the window reaches that hour, and
+shared by the refreshes of the next hour. A refresh asked for at any time (a request
+for a pair the table lacks) reads the part of the minute that is still open as well.
 
-Other windows up to ``keep_hours`` are built from the same hours on demand; longer ones
-fall back to one ``STDDEV`` query per shard. Either is cached until the next refresh,
-and concurrent requests for the same window share one computation. Every table says
-as of when it holds (``as_of``) and which shards it lacks.
+Late points (a spool replaying, a backfill still running, a rebalance copying) land in
+minutes and hours already read. The shards' write counters tell when that may have
+happened (``writecheck``); then, and at every new hour, one COUNT per minute of the held
+span shows which minutes and hours moved, only those are read again, and the callbacks
+of :attr:`RankTable.on_refreshed` hear which hours changed.
+
+Other windows up to ``keep_hours`` are built from the same hours on demand (their edges
+read from the shards); longer ones fall back to one ``STDDEV`` query per shard. Either
+is cached until the next refresh, and concurrent requests for the same window share one
+computation. Every table says as of when it holds (``as_of``) and which shards it lacks.
 
 A request whose pair has prices in the window but no row in the table (its points were
 written after the table was built: a backfill, a spool replaying) asks for a refresh
@@ -34,7 +43,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -49,13 +58,17 @@ from federation.core.timefmt import iso_time
 from federation.core.types import Series
 from federation.router import moments
 from federation.router.rank import sort_table, table_from_series
+from federation.router.writecheck import WriteCheck, points_written
 
 log = logging.getLogger(__name__)
+MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 DEFAULT_WINDOWS = (Duration(1, "h"), Duration(24, "h"))
 
-# (answers per answering shard, names of missing shards)
-Gather = Callable[[Statement], Awaitable[tuple[list[list[list[Series]]], set[str]]]]
+Answer = list[list[Series]]
+# (each answering shard's answer by name, names of missing shards)
+Gather = Callable[[Statement], Awaitable[tuple[dict[str, Answer], set[str]]]]
 
 
 @dataclass
@@ -66,14 +79,41 @@ class RankSnapshot:
 
 
 @dataclass
-class _Hour:
+class _Part:
+    """The moments of one closed hour or minute, as read (or combined)."""
+
     moments: pd.DataFrame
     missing: set[str]
-    count: int  # points on all shards when the moments were read
+    counts: dict[str, int]  # points per answering shard (each replica counted)
 
 
-def _cond(start: int, end: int, start_inclusive: bool, end_inclusive: bool) -> TimeRange:
-    return TimeRange(start, end, start_inclusive, end_inclusive)
+def _floor(t: int, step: int) -> int:
+    return t // step * step
+
+
+def _ceil(t: int, step: int) -> int:
+    return -(-t // step) * step
+
+
+def _counts_by_bucket(answers: dict[str, Answer]) -> dict[int, dict[str, int]]:
+    """Points per bucket and shard, from answers whose second column is a COUNT."""
+    out: dict[int, dict[str, int]] = {}
+    for name, answer in answers.items():
+        for series in answer[0] if answer else []:
+            for row in series["values"]:
+                if row[1]:
+                    per_shard = out.setdefault(int(row[0]), {})
+                    per_shard[name] = per_shard.get(name, 0) + int(row[1])
+    return out
+
+
+def _merged(parts: list[_Part]) -> _Part:
+    counts: dict[str, int] = {}
+    for part in parts:
+        for name, n in part.counts.items():
+            counts[name] = counts.get(name, 0) + n
+    missing = set().union(*(p.missing for p in parts)) if parts else set()
+    return _Part(moments.combine(p.moments for p in parts), missing, counts)
 
 
 class RankTable:
@@ -87,6 +127,7 @@ class RankTable:
         delay_s: float = 2.0,
         max_windows: int = 64,
         max_builds: int = 4,
+        database: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._gather = gather
@@ -94,7 +135,19 @@ class RankTable:
         self.keep_hours = keep_hours
         self.refresh_s = refresh_s
         self.delay_s = delay_s  # after a tick boundary, so the tick's points are stored
-        self._hours: dict[int, _Hour] = {}
+        self.database = database  # whose write counters count (every database's: None)
+        self._hours: dict[int, _Part] = {}  # closed hours (h, h + 1h] by h
+        self._minutes: dict[int, _Part] = {}  # closed minutes (m, m + 1m] by m
+        self._runs: dict[tuple[int, int], _Part] = {}  # minutes combined, by (first, end)
+        self._read_to: int | None = None  # every minute before it was read once
+        self._checked_hour: int | None = None  # the current hour at the last full count
+        self._changed: list[int] = []  # hours found changed, told once read again
+        self._writes = WriteCheck()
+        # Called after every refresh with the starts h of the hours (h, h + 1h] whose
+        # points changed after they were read (late points), now held again, and whether
+        # every shard answered (the hot cache extends and corrects itself on it).
+        self.on_refreshed: list[Callable[[list[int], bool], None]] = []
+        self.full_counts = 0  # refreshes that counted every held minute
         self.as_of: int | None = None
         self._lock = asyncio.Lock()  # one refresh at a time: the loop's or a request's
         self._asked: asyncio.Task[None] | None = None  # the refresh requests wait on
@@ -109,9 +162,6 @@ class RankTable:
         self.ready = asyncio.Event()  # set once the first refresh is done
         self.tried = asyncio.Event()  # set once the first refresh ended, done or failed
         self.clock = clock
-        # Told, after each count check, the closed hours about to be read (again): their
-        # counts moved, or they are new; and whether every shard answered the count.
-        self.on_hours_checked: Callable[[list[int], bool], None] | None = None
         # A failed refresh is logged and the last table stays in use.
         self._refresher = Periodic(
             self._refresh_once,
@@ -123,15 +173,26 @@ class RankTable:
             clock=clock,
         )
 
-    async def _moments(
-        self, condition: TimeRange, by_hour: bool = False
-    ) -> tuple[pd.DataFrame, set[str]]:
-        answers, missing = await self._gather(influxql.moments_query(condition, by_hour))
-        return moments.from_series(a[0] for a in answers), missing
+    async def _edge(self, span: TimeRange) -> tuple[pd.DataFrame, set[str]]:
+        answers, missing = await self._gather(influxql.moments_query(span))
+        return moments.from_series(a[0] for a in answers.values()), missing
+
+    async def _read(self, span: TimeRange, bucket_ms: int) -> dict[int, _Part]:
+        """The moments of every bucket (b, b + bucket] in ``span`` (whose ends are bucket
+        boundaries), buckets without points included."""
+        statement = influxql.moments_query(span, bucket_ms // 1000)
+        answers, missing = await self._gather(statement)
+        frame = moments.from_series(a[0] for a in answers.values())
+        by_bucket = dict(tuple(frame.groupby("bucket"))) if not frame.empty else {}
+        counts = _counts_by_bucket(answers)
+        return {
+            b: _Part(by_bucket.get(b, frame.iloc[0:0]), set(missing), counts.get(b, {}))
+            for b in range(span.start_ms, span.end_ms, bucket_ms)
+        }
 
     async def refresh(self, now_ms: int | None = None) -> None:
-        """Bring the hours up to date and rebuild the default windows as of ``now_ms``
-        (the time the refresh starts when None)."""
+        """Bring the hours and minutes up to date and rebuild the default windows as of
+        ``now_ms`` (the time the refresh starts when None)."""
         async with self._lock:
             await self._refresh(now_ms)
 
@@ -151,21 +212,12 @@ class RankTable:
     async def _refresh(self, now_ms: int | None) -> None:
         started = time.perf_counter()
         t = int(now_ms if now_ms is not None else self.clock.now_ms())
-        current = t // HOUR_MS * HOUR_MS
+        f = _floor(t, MINUTE_MS)  # minutes before it are closed
+        current = _floor(f, HOUR_MS)  # the hour the minutes are of
         oldest = current - self.keep_hours * HOUR_MS
-        for hour in [h for h in self._hours if h < oldest]:
-            del self._hours[hour]
-        counts, counts_missing = await self._hour_counts(oldest, current)
-        stale = [
-            h
-            for h in range(oldest, current, HOUR_MS)
-            if h not in self._hours
-            or self._hours[h].missing
-            or (not counts_missing and self._hours[h].count != counts.get(h, 0))
-        ]
-        if self.on_hours_checked is not None:
-            self.on_hours_checked(stale, not counts_missing)
-        await self._load_hours(stale, current, counts)
+        await self._read_new_minutes(f, current, oldest)
+        changed = await self._complete_hours(oldest, current)
+        self._forget(oldest, current, f)
         edges: dict[TimeRange, asyncio.Task[tuple[pd.DataFrame, set[str]]]] = {}
         snapshots = {w.seconds: await self._build(w.seconds * 1000, t, edges) for w in self.windows}
         self._cache = {}
@@ -176,47 +228,161 @@ class RankTable:
         self.as_of = t
         self.ready.set()
         lacking = sorted(set().union(*(s.missing for s in snapshots.values())))
+        for callback in self.on_refreshed:
+            callback(changed, not lacking)
         if lacking:  # once per refresh; each shard's failure is logged at DEBUG
             log.warning("rank table as of %s lacks shards %s", iso_time(t), ", ".join(lacking))
         log.info(
-            "rank refreshed as of %s in %.2fs (%d hours held)",
+            "rank refreshed as of %s in %.2fs (%d hours, %d minutes held)",
             iso_time(t),
             time.perf_counter() - started,
             len(self._hours),
+            len(self._minutes),
         )
 
-    async def _hour_counts(self, start: int, end: int) -> tuple[dict[int, int], set[str]]:
-        """Points per hour on all shards together: an hour whose count moved since its
-        moments were read got late points (a spool replaying, a backfill) and is read again.
-        A COUNT is cheap: 0.4 s for 2.9M points here, where their STDDEV took 5.6 s."""
+    async def _read_new_minutes(self, f: int, current: int, oldest: int) -> None:
+        """Read the minutes closed since the last refresh (and those a shard was missing
+        from), account for the shards' writes, and count every held minute when the
+        account says points may have landed in them, or a new hour began."""
+        stats, stats_missing = await self._gather(influxql.write_stats_query())
+        written = {n: points_written(a, self.database) for n, a in stats.items()}
+        # Minutes a shard was missing from: the current hour's are read again now,
+        # the others when a window needs them.
+        for m in [m for m, p in self._minutes.items() if p.missing and m < current]:
+            del self._minutes[m]
+            self._runs = {}
+        again = [m for m, p in self._minutes.items() if p.missing]
+        start = current if self._read_to is None else min(self._read_to, f)
+        start = max(min([start, *again]), oldest)
+        fresh = await self._read(TimeRange(start, f, False, True), MINUTE_MS) if start < f else {}
+        found: dict[str, int] = {}
+        for m, part in fresh.items():
+            if self._read_to is None or m >= self._read_to:  # read for the first time
+                for name, n in part.counts.items():
+                    found[name] = found.get(name, 0) + n
+        self._put_minutes(fresh)
+        self._read_to = f if self._read_to is None else max(self._read_to, f)
+        answers, slack_missing = await self._gather(
+            influxql.count_query(TimeRange(f, f + DAY_MS, False, True))
+        )
+        slack = {n: 0 for n in answers}
+        for per_shard in _counts_by_bucket(answers).values():
+            for name, n in per_shard.items():
+                slack[name] += n
+        shards = set(stats) | stats_missing | set(answers) | slack_missing
+        missing = stats_missing | slack_missing | set().union(*(p.missing for p in fresh.values()))
+        suspect = self._writes.account(
+            shards, written, found, {n: v for n, v in slack.items() if n not in missing}
+        )
+        if suspect or missing or self._checked_hour != current:
+            await self._count_everything(oldest, f, current)
+
+    async def _count_everything(self, oldest: int, f: int, current: int) -> None:
+        """One COUNT per minute of the held span: every held hour and minute whose points
+        changed since it was read is dropped (and read again); the callbacks hear the hours."""
+        self.full_counts += 1
         answers, missing = await self._gather(
-            influxql.hour_counts_query(_cond(start, end, True, False))
+            influxql.bucket_counts_query(TimeRange(oldest, f, False, True), MINUTE_MS // 1000)
         )
-        counts: dict[int, int] = {}
-        for answer in answers:
-            for series in answer[0]:
-                for hour, count in series["values"]:
-                    counts[hour] = counts.get(hour, 0) + count
-        return counts, missing
+        per_minute = _counts_by_bucket(answers)
+        changed: set[int] = set()
 
-    async def _load_hours(
-        self, hours: list[int], current: int, counts: dict[int, int] | None = None
-    ) -> None:
-        """Ask for the moments of these closed hours, in runs of consecutive hours."""
-        runs: list[list[int]] = []
-        for hour in hours:
-            if runs and runs[-1][-1] + HOUR_MS == hour:
-                runs[-1].append(hour)
+        def moved(counts: dict[str, int], start: int, end: int) -> bool:
+            now: dict[str, int] = {}
+            for m in range(start, end, MINUTE_MS):
+                for name, n in per_minute.get(m, {}).items():
+                    now[name] = now.get(name, 0) + n
+            return any(now.get(name, 0) != counts.get(name, 0) for name in answers)
+
+        for m, part in list(self._minutes.items()):
+            if not part.missing and moved(part.counts, m, m + MINUTE_MS):
+                del self._minutes[m]
+                changed.add(_floor(m, HOUR_MS))
+        for h, part in list(self._hours.items()):
+            if not part.missing and moved(part.counts, h, h + HOUR_MS):
+                del self._hours[h]
+                changed.add(h)
+        if changed:
+            self._runs = {}
+            for m in [m for m in self._minutes if _floor(m, HOUR_MS) in changed]:
+                del self._minutes[m]
+            reread = [m for m in range(current, f, MINUTE_MS) if m not in self._minutes]
+            if reread:
+                self._put_minutes(await self._read(TimeRange(reread[0], f, False, True), MINUTE_MS))
+        self._writes.settled(complete=not missing)
+        self._checked_hour = current
+        self._changed = sorted(changed)
+
+    def _put_minutes(self, parts: dict[int, _Part]) -> None:
+        if any(m in self._minutes for m in parts):
+            self._runs = {}
+        self._minutes.update(parts)
+
+    async def _complete_hours(self, oldest: int, current: int) -> list[int]:
+        """Every closed hour held: combined from its minutes when all are held, else
+        read, in runs of consecutive hours. Returns the hours found changed since they
+        were first read, now read again."""
+        stale = [
+            h
+            for h in range(oldest, current, HOUR_MS)
+            if h not in self._hours or self._hours[h].missing
+        ]
+        to_read = []
+        for h in stale:
+            minutes = [self._minutes.get(m) for m in range(h, h + HOUR_MS, MINUTE_MS)]
+            if all(p is not None and not p.missing for p in minutes):
+                self._hours[h] = _merged([p for p in minutes if p is not None])
             else:
-                runs.append([hour])
+                to_read.append(h)
+        runs: list[list[int]] = []
+        for h in to_read:
+            if runs and runs[-1][-1] + HOUR_MS == h:
+                runs[-1].append(h)
+            else:
+                runs.append([h])
         for run in runs:
-            end = min(run[-1] + HOUR_MS, current)
-            frame, missing = await self._moments(_cond(run[0], end, True, False), by_hour=True)
-            by_bucket = dict(tuple(frame.groupby("bucket"))) if not frame.empty else {}
-            for hour in run:
-                part = by_bucket.get(hour, frame.iloc[0:0])
-                count = -1 if counts is None else counts.get(hour, 0)  # -1: check next time
-                self._hours[hour] = _Hour(part, missing, count)
+            span = TimeRange(run[0], run[-1] + HOUR_MS, False, True)
+            self._hours.update(await self._read(span, HOUR_MS))
+        changed, self._changed = self._changed, []
+        return changed
+
+    def _forget(self, oldest: int, current: int, f: int) -> None:
+        """Drop the hours past ``keep_hours``, and the minutes of hours no default window
+        starts or ends in."""
+        for h in [h for h in self._hours if h < oldest]:
+            del self._hours[h]
+        keep = {current, current - HOUR_MS}
+        keep |= {_floor(f - w.seconds * 1000, HOUR_MS) for w in self.windows}
+        for m in [m for m in self._minutes if _floor(m, HOUR_MS) not in keep]:
+            del self._minutes[m]
+        self._runs = {k: v for k, v in self._runs.items() if _floor(k[0], HOUR_MS) in keep}
+
+    async def _minute_run(self, first: int, end: int) -> _Part:
+        """The minutes (first, end] of one hour combined, read once when not held; a run
+        that ends at an hour's end comes with every shorter one (a window's start moves
+        on a minute a refresh), a run that starts at an hour's start extends the last."""
+        key = (first, end)
+        if key in self._runs:
+            return self._runs[key]
+        hour = _floor(first, HOUR_MS)
+        suffix = end == hour + HOUR_MS
+        needed = range(hour if suffix else first, end, MINUTE_MS)
+        if any(m not in self._minutes for m in needed):
+            read = await self._read(TimeRange(needed[0], end, False, True), MINUTE_MS)
+            self._put_minutes({m: p for m, p in read.items() if m not in self._minutes})
+        if suffix:  # every suffix of the hour at once
+            run: _Part | None = None
+            for m in range(end - MINUTE_MS, hour - MINUTE_MS, -MINUTE_MS):
+                parts = [self._minutes[m]] if run is None else [self._minutes[m], run]
+                run = _merged(parts)
+                self._runs[(m, end)] = run
+            return self._runs[key]
+        if first == hour and (first, end - MINUTE_MS) in self._runs:
+            prefix = self._runs[(first, end - MINUTE_MS)]
+            self._runs[key] = _merged([prefix, self._minutes[end - MINUTE_MS]])
+            return self._runs[key]
+        self._runs[key] = _merged([self._minutes[m] for m in range(first, end, MINUTE_MS)])
+        return self._runs[key]
 
     async def _build(
         self,
@@ -224,34 +390,35 @@ class RankTable:
         t: int,
         edges: dict[TimeRange, asyncio.Task[tuple[pd.DataFrame, set[str]]]],
     ) -> RankSnapshot:
-        """The rank table of (t - window, t] from held hours and fresh edges."""
-        start = t - window_ms
-        current = t // HOUR_MS * HOUR_MS
-        if start >= current:
-            conditions = [_cond(start, t, False, True)]
-            full: list[int] = []
+        """The rank table of (t - window, t] from held hours, held minutes and, where t or
+        t - window is not on a minute, the open parts of those minutes."""
+        start, f = t - window_ms, _floor(t, MINUTE_MS)
+        parts: list[_Part] = []
+        conditions = []
+        if start >= f:
+            conditions.append(TimeRange(start, t, False, True))
         else:
-            first = (start // HOUR_MS + 1) * HOUR_MS
-            full = list(range(first, current, HOUR_MS))
-            conditions = [
-                _cond(start, min(first, current), False, False),
-                _cond(current, t, True, True),
-            ]
-        parts, missing = [], set()
-        for hour in full:
-            held = self._hours.get(hour)
-            if held is None:
-                await self._load_hours([hour], current)
-                held = self._hours[hour]
-            parts.append(held.moments)
-            missing |= held.missing
+            first = _ceil(start, MINUTE_MS)
+            if first > start:
+                conditions.append(TimeRange(start, first, False, True))
+            if t > f:
+                conditions.append(TimeRange(f, t, False, True))
+            for a, b in _spans(first, f):
+                if b - a == HOUR_MS and a % HOUR_MS == 0:
+                    if a not in self._hours:
+                        self._hours.update(await self._read(TimeRange(a, b, False, True), HOUR_MS))
+                    parts.append(self._hours[a])
+                else:
+                    parts.append(await self._minute_run(a, b))
+        missing = set().union(*(p.missing for p in parts)) if parts else set()
+        frames = [p.moments for p in parts]
         for condition in conditions:
             if condition not in edges:
-                edges[condition] = asyncio.ensure_future(self._moments(condition))
+                edges[condition] = asyncio.ensure_future(self._edge(condition))
             frame, edge_missing = await edges[condition]
-            parts.append(frame)
+            frames.append(frame)
             missing |= edge_missing
-        table = sort_table(moments.stddev(moments.combine(parts)))
+        table = sort_table(moments.stddev(moments.combine(frames)))
         return RankSnapshot(table, t, missing)
 
     def rounded(self, duration: Duration) -> int:
@@ -297,16 +464,26 @@ class RankTable:
         window_ms = seconds * 1000
         if window_ms <= self.keep_hours * HOUR_MS:
             return await self._build(window_ms, t, {})
-        condition = _cond(t - window_ms, t, False, True)
+        condition = TimeRange(t - window_ms, t, False, True)
         answers, missing = await self._gather(influxql.stddev_range_query(condition))
-        return RankSnapshot(table_from_series(a[0] for a in answers), t, missing)
+        return RankSnapshot(table_from_series(a[0] for a in answers.values()), t, missing)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh now, then ``delay_s`` after every ``refresh_s`` boundary, until stopped."""
         await self._refresher.run(stop)
 
     async def _refresh_once(self, due_ms: int) -> None:
-        try:
-            await self.refresh()
+        try:  # as of the minute just passed: whole minutes, nothing of one still open
+            await self.refresh(_floor(self.clock.now_ms(), MINUTE_MS))
         finally:
             self.tried.set()
+
+
+def _spans(first: int, end: int) -> Iterable[tuple[int, int]]:
+    """(first, end] (minute boundaries) cut at the hours: runs of minutes within an hour,
+    and whole hours."""
+    a = first
+    while a < end:
+        b = min(_floor(a, HOUR_MS) + HOUR_MS, end)
+        yield a, b
+        a = b

@@ -17,6 +17,7 @@ from federation.core.durations import Duration
 from federation.core.influxql import CATALOGUE, Statement, TimeRange
 from federation.core.lineproto import batches, to_lines
 from federation.core.types import Series
+from federation.router.writecheck import points_written
 from federation.tools.localcluster import LocalCluster
 from tests.fakeshard import KINDS as FAKE_KINDS
 from tests.fakeshard import FakeShard
@@ -25,6 +26,18 @@ from tests.integration.conftest import clients_for, shard_map_for
 pytestmark = pytest.mark.integration
 
 HOUR = Duration(1, "h")
+STATS_COLUMNS = [
+    "diskBytes",
+    "fieldsCreate",
+    "seriesCreate",
+    "writeBytes",
+    "writePointsDropped",
+    "writePointsErr",
+    "writePointsOk",
+    "writeReq",
+    "writeReqErr",
+    "writeReqOk",
+]
 MS = 1_000_000  # nanoseconds
 
 
@@ -55,16 +68,18 @@ EXAMPLES = {
     "series_query": Example(lambda t0: influxql.series_query(), [["key"]]),
     "series_of_pair_query": Example(lambda t0: influxql.series_of_pair_query("btcusd"), [["key"]]),
     "census_query": Example(lambda t0: influxql.census_query(), [["key"]]),
-    "hour_counts_query": Example(
-        lambda t0: influxql.hour_counts_query(_span(t0)), [["time", "count"]]
+    "bucket_counts_query": Example(
+        lambda t0: influxql.bucket_counts_query(_span(t0), 60), [["time", "count"]]
     ),
+    "count_query": Example(lambda t0: influxql.count_query(_span(t0)), [["time", "count"]]),
     "moments_query": Example(
         lambda t0: influxql.moments_query(_span(t0)), [["time", "count", "mean", "stddev"]]
     ),
-    "moments_query-by-hour": Example(
-        lambda t0: influxql.moments_query(_span(t0), by_hour=True),
+    "moments_query-by-minute": Example(
+        lambda t0: influxql.moments_query(_span(t0), 60),
         [["time", "count", "mean", "stddev"]],
     ),
+    "write_stats_query": Example(lambda t0: influxql.write_stats_query(), [STATS_COLUMNS]),
     "last_prices_query": Example(lambda t0: influxql.last_prices_query(3600), [["time", "last"]]),
     "buckets_query": Example(
         lambda t0: influxql.buckets_query(t0 - 600_000, t0 + 600_000, 60),
@@ -137,7 +152,12 @@ async def test_catalogue_statement_runs_on_influxd(
     assert found == [{tuple(c)} if c else set() for c in example.columns]
 
 
-FAKED = {name: e for name, e in EXAMPLES.items() if e.build(0).kind in FAKE_KINDS}
+# The server's statistics list every database's storage shards: the fake holds one.
+FAKED = {
+    name: e
+    for name, e in EXAMPLES.items()
+    if e.build(0).kind in FAKE_KINDS and name != "write_stats_query"
+}
 
 
 @pytest.mark.parametrize("example", FAKED.values(), ids=FAKED.keys())
@@ -157,3 +177,23 @@ async def test_drop_pair_series_leaves_only_the_other_pairs_in_the_index(
     await client.execute(influxql.drop_pair_series("btcusd"))
     answer = await client.query(influxql.census_query())
     assert [row[0] for row in answer[0][0]["values"]] == ["price,exchange=ex-a,pair=ethusd"]
+
+
+async def test_write_stats_count_the_points_written_to_the_database(
+    cluster: LocalCluster, http: httpx2.AsyncClient
+) -> None:
+    shard_map = shard_map_for(cluster)
+    client = next(iter((await clients_for(shard_map, http)).values()))
+    body = batches(to_lines(points(now_ms() // 60_000 * 60_000)), 100)[0]
+    await client.write(body)
+    await client.write(body)  # a rewrite of stored points counts again
+    answer = await client.query(influxql.write_stats_query())
+    assert points_written(answer, shard_map.database) == 2 * len(points(0))
+
+
+async def test_minute_buckets_close_on_the_right(
+    cluster: LocalCluster, http: httpx2.AsyncClient
+) -> None:
+    _, answer, t0 = await run_on_influxd(cluster, http, EXAMPLES["bucket_counts_query"])
+    # points(t0): three at t0, one a minute later; (t0 - 1m, t0] holds the three
+    assert answer[0][0]["values"] == [[t0 - 60_000, 3], [t0, 1]]

@@ -1,5 +1,6 @@
 """The precomputed rank on real shards equals the rank computed with pandas from the raw
-points, for the default windows, windows built on demand, and after late points."""
+points, for the default windows, windows built on demand, after ticks across an hour and
+after late points."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import httpx2
 import pandas as pd
 import pytest
 
+from federation.core.durations import Duration
+from federation.core.influxql import Statement
+from federation.core.types import Series
+from federation.router.ranktable import RankTable
 from federation.tools.localcluster import LocalCluster
 from ingest.writer import ShardWriter
-from tests.integration.conftest import clients_for
-from tests.integration.test_router_live import expected_rank, loaded
+from tests.integration.conftest import clients_for, shard_map_for
+from tests.integration.test_router_live import expected_rank, loaded, raw_points
+from tests.rankoracle import assert_table_of_raw
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +79,34 @@ async def test_precomputed_rank_with_shard_down_is_partial(
         body = (await client.get("/btcusd")).json()
     assert body["partial"] is True
     assert "shard-b" in body["missing_shards"]
+
+
+async def test_rank_table_minute_by_minute_with_late_points_equals_pandas(
+    cluster: LocalCluster, http: httpx2.AsyncClient
+) -> None:
+    shard_map = shard_map_for(cluster)
+    clients = await clients_for(shard_map, http)
+    writer = ShardWriter(shard_map, clients)
+
+    async def gather(statement: Statement) -> tuple[dict[str, list[list[Series]]], set[str]]:
+        answers = {name: await client.query(statement) for name, client in clients.items()}
+        return answers, set()
+
+    t = int(time.time() * 1000) // 3_600_000 * 3_600_000 - 2 * 60_000  # before an hour
+    raw = raw_points(t, 180)
+    await writer.write(raw)
+    table = RankTable(gather, database=shard_map.database)
+    await table.refresh(t)
+    for k in (1, 2, 3):  # ticks across the hour
+        tick = raw_points(t + k * 60_000, 1)
+        tick = tick.assign(price=tick.price * (1 + k / 100))
+        raw = pd.concat([raw, tick])
+        await writer.write(tick)
+        await table.refresh(t + k * 60_000)
+    late = raw[raw.time < t - 7_200_000].assign(time=lambda f: f.time + 1, price=9e6)
+    await writer.write(late)
+    await table.refresh(t + 4 * 60_000)
+    for seconds in (3600, 86400):
+        assert_table_of_raw(
+            await table.snapshot(Duration(seconds, "s")), pd.concat([raw, late]), seconds
+        )

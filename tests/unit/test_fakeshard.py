@@ -41,16 +41,17 @@ async def test_stddev_of_one_point_is_null() -> None:
     assert answer[0][0]["values"][0][1] is None
 
 
-async def test_hour_buckets_are_aligned_to_the_epoch() -> None:
-    answer = await shard().query(influxql.hour_counts_query(TimeRange(0, TIMES[-1] + 1)))
-    hours = Counter(t - t % HOUR for t in TIMES)
+async def test_hour_buckets_are_aligned_to_the_epoch_and_close_on_the_right() -> None:
+    span = TimeRange(0, TIMES[-1] + 1)
+    answer = await shard().query(influxql.bucket_counts_query(span, 3600))
+    hours = Counter((t - 1) - (t - 1) % HOUR for t in TIMES)  # (h, h + 1h] holds t
     assert [tuple(v) for v in answer[0][0]["values"]] == sorted(hours.items())
 
 
 async def test_moments_per_hour_match_statistics() -> None:
-    answer = await shard().query(influxql.moments_query(TimeRange(0, T0 * 2), by_hour=True))
-    start = TIMES[0] - TIMES[0] % HOUR
-    first_hour = [p for t, p in zip(TIMES, PRICES, strict=True) if t < start + HOUR]
+    answer = await shard().query(influxql.moments_query(TimeRange(0, T0 * 2), 3600))
+    start = (TIMES[0] - 1) - (TIMES[0] - 1) % HOUR
+    first_hour = [p for t, p in zip(TIMES, PRICES, strict=True) if t <= start + HOUR]
     _, n, mean, _ = answer[0][0]["values"][0]
     assert (n, mean) == (len(first_hour), pytest.approx(statistics.mean(first_hour)))
 

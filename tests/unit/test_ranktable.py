@@ -1,5 +1,6 @@
-"""The rank table's refresh loop on the fake clock: when it refreshes, and a failed one.
-What a table holds is tested against real shards in tests/integration/test_rank_live.py."""
+"""The rank table's refresh loop on the fake clock: when it refreshes, and a failed one;
+on-demand windows. What a table holds: tests/unit/test_rank_exact.py (fake shards) and
+tests/integration/test_rank_live.py (real shards)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ class Recorded(RankTable):
         self.refreshes: list[int] = []
 
     @staticmethod
-    async def nothing(query: str) -> tuple[list[list[list[Series]]], set[str]]:
-        return [], set()
+    async def nothing(query: Statement) -> tuple[dict[str, list[list[Series]]], set[str]]:
+        return {}, set()
 
     async def refresh(self, now_ms: int | None = None) -> None:
         self.refreshes.append(self.clock.now_ms())
@@ -53,7 +54,7 @@ async def test_run_refreshes_at_once_then_a_delay_after_every_boundary() -> None
     await run_for(table, clock, 150)
     boundary = START - 10_000 + MINUTE
     assert table.refreshes == [START, boundary + 2000, boundary + MINUTE + 2000]
-    assert table.as_of == table.refreshes[-1]
+    assert table.as_of == boundary + MINUTE  # as of the minute just passed
 
 
 async def test_run_failed_first_refresh_sets_tried_and_goes_on(
@@ -65,7 +66,7 @@ async def test_run_failed_first_refresh_sets_tried_and_goes_on(
     first = (table.tried.is_set(), table.ready.is_set(), table.as_of)
     await run_for(table, clock, 60)
     assert first == (True, False, None)
-    assert (table.ready.is_set(), table.as_of) == (True, table.refreshes[-1])
+    assert (table.ready.is_set(), table.as_of) == (True, table.refreshes[-1] // MINUTE * MINUTE)
     assert "rank refresh failed" in caplog.text
 
 
@@ -80,11 +81,11 @@ class OnDemand(RankTable):
         if not hold:
             self.release.set()
 
-    async def gather(self, statement: Statement) -> tuple[list[list[list[Series]]], set[str]]:
+    async def gather(self, statement: Statement) -> tuple[dict[str, list[list[Series]]], set[str]]:
         if statement.kind == "stddev_range_query":
             self.fanouts += 1
             await self.release.wait()
-        return [], set()
+        return {}, set()
 
 
 def days(n: int, hours: int = 0, seconds: int = 0) -> Duration:

@@ -211,7 +211,7 @@ async def test_shards_show_the_spool_of_an_ingester_on_this_host(tmp_path: Path)
 async def test_pair_during_the_first_rank_build_waits_for_the_table() -> None:
     fakes = fake_shards()
     for fake in fakes.values():
-        fake.slow_kinds["hour_counts_query"] = 0.2  # the first table takes a while to build
+        fake.slow_kinds["write_stats_query"] = 0.2  # the first table takes a while to build
     app = create_app(ShardMap(SHARDS), RouterSettings(rank_refresh_s=60), connect_to(fakes))
     async with served(app) as client:
         body = (await client.get("/btcusd")).json()
@@ -221,7 +221,7 @@ async def test_pair_during_the_first_rank_build_waits_for_the_table() -> None:
 async def test_pair_after_a_failed_first_rank_build_ranks_per_request() -> None:
     fakes = fake_shards()
     for fake in fakes.values():
-        fake.failing_kinds["hour_counts_query"] = RuntimeError("a failure nobody foresaw")
+        fake.failing_kinds["write_stats_query"] = RuntimeError("a failure nobody foresaw")
     app = create_app(ShardMap(SHARDS), RouterSettings(rank_refresh_s=60), connect_to(fakes))
     async with served(app) as client:
         body = (await client.get("/btcusd")).json()
@@ -274,9 +274,9 @@ async def test_pair_missing_from_the_rank_table_shares_one_refresh_between_reque
     async with served(app) as client:
         await client.get("/ethusd")
         backfill_btcusd(fakes["shard-a"], now)
-        counted = len([s for s in fakes["shard-b"].statements if s.kind == "hour_counts_query"])
+        counted = len([s for s in fakes["shard-b"].statements if s.kind == "write_stats_query"])
         bodies = await asyncio.gather(*(client.get("/btcusd") for _ in range(5)))
-    refreshes = [s for s in fakes["shard-b"].statements if s.kind == "hour_counts_query"]
+    refreshes = [s for s in fakes["shard-b"].statements if s.kind == "write_stats_query"]
     assert {b.json()["rank"] for b in bodies} == {"1/4"}
     assert len(refreshes) - counted == 1
 
@@ -289,7 +289,7 @@ async def test_pair_missing_from_the_rank_table_when_the_refresh_fails_ranks_per
         await client.get("/ethusd")
         backfill_btcusd(fakes["shard-a"], now)
         for fake in fakes.values():
-            fake.failing_kinds["hour_counts_query"] = RuntimeError("a failure nobody foresaw")
+            fake.failing_kinds["write_stats_query"] = RuntimeError("a failure nobody foresaw")
         body = (await client.get("/btcusd")).json()
     assert body["rank"] == "1/4"
     assert "rank_as_of" not in body
