@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx2
 import pandas as pd
@@ -15,6 +16,7 @@ from federation.core import influxql
 from federation.core.clock import now_ms
 from federation.core.durations import Duration
 from federation.core.influxql import CATALOGUE, Statement, TimeRange
+from federation.core.influxql_parser import parse_query
 from federation.core.lineproto import batches, to_lines
 from federation.core.types import Series
 from federation.router.writecheck import points_written
@@ -46,6 +48,11 @@ class Example:
     build: Callable[[int], Statement]  # given t0, the first point's time (epoch ms)
     columns: list[list[str] | None]  # per result: its series' columns, None for no series
     execute: bool = False
+
+
+def _tree(text: str) -> Any:
+    """The front door's tree of one statement (what a client's query becomes)."""
+    return parse_query(text).statements[0]
 
 
 def _span(t0: int) -> TimeRange:
@@ -104,6 +111,20 @@ EXAMPLES = {
         lambda t0: influxql.delete_pair_range("btcusd", t0 * MS, (t0 + 60_000) * MS), [None], True
     ),
     "drop_pair_series": Example(lambda t0: influxql.drop_pair_series("btcusd"), [None], True),
+    "front_select": Example(
+        lambda t0: influxql.front_select(_tree("SELECT MEAN(price) FROM price GROUP BY exchange")),
+        [["time", "mean"]],
+    ),
+    "front_selects": Example(
+        lambda t0: influxql.front_selects(
+            (_tree("SELECT COUNT(price) FROM price"), _tree("SELECT MAX(volume) FROM price"))
+        ),
+        [["time", "count"], ["time", "max"]],
+    ),
+    "front_show": Example(
+        lambda t0: influxql.front_show(_tree("SHOW TAG VALUES WITH KEY = exchange")),
+        [["key", "value"]],
+    ),
 }
 
 
