@@ -9,6 +9,7 @@ import sys
 SUITES = (
     "ingest",
     "query",
+    "cold",
     "frontdoor",
     "alerts",
     "body",

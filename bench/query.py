@@ -8,7 +8,8 @@ bytes and not parsed):
 
 - router: GET /btcusd (24 h, all exchanges), end to end, sequential p50/p99, and the
   router process's CPU per answer (from /proc); requests/s with 50 concurrent clients,
-  during which the router's peak RSS is sampled;
+  during which the router's peak RSS is sampled; the hot cache off, so every answer
+  takes the cold path (the pair's first request: every shard asked, merged, encoded);
 - direct: the same pair's query sent straight to the shard that owns it, in each of
   InfluxDB's answer forms (:data:`FORMS`); the fastest form's p50 is the floor;
 - original: on one InfluxDB, the price query and then the on-demand STDDEV rank over all
@@ -50,6 +51,9 @@ from ingest.simulated import SimulatedMarket
 from ingest.writer import ShardWriter
 
 PAIR = "btcusd"
+# Every answer measured here is a cold one: with the hot cache on, every request after
+# the first would be served from memory (measured by ``python -m bench hot``).
+COLD = {"FEDERATION_HOT_CACHE_BYTES": "0"}
 DAY = Duration(24, "h")
 # InfluxDB's answer forms for the same query (the router asks for the last one).
 FORMS: dict[str, dict[str, str]] = {
@@ -174,7 +178,7 @@ def alternate(
 async def measure(shard_map: ShardMap, series: int, runs: int) -> Result:
     port = free_port()
     config = await asyncio.to_thread(write_config, shard_map)
-    router = await asyncio.to_thread(start_router, config, port)
+    router = await asyncio.to_thread(start_router, config, port, 60, COLD)
     url = f"http://127.0.0.1:{port}/{PAIR}"
     raw_router = RawClient(url)
     owner = RawClient(shard_map.by_name(shard_map.owners(PAIR)[0]).url)
@@ -220,8 +224,11 @@ def write_config(shard_map: ShardMap) -> Path:
     return Path(config.name)
 
 
-def start_router(config: Path, port: int, shard_timeout_s: float = 60) -> subprocess.Popen[bytes]:
-    """The real router, in its own process (so its RSS is its own)."""
+def start_router(
+    config: Path, port: int, shard_timeout_s: float = 60, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """The real router, in its own process (so its RSS is its own), with ``env`` added to
+    this process's environment."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -235,7 +242,7 @@ def start_router(config: Path, port: int, shard_timeout_s: float = 60) -> subpro
             "--port",
             str(port),
         ],
-        env=os.environ | {"FEDERATION_SHARD_TIMEOUT": str(shard_timeout_s)},
+        env=os.environ | {"FEDERATION_SHARD_TIMEOUT": str(shard_timeout_s)} | (env or {}),
         preexec_fn=die_with_parent,  # an interrupted benchmark leaves no router behind
     )
 
@@ -356,7 +363,9 @@ def report(results: list[Result], quick: bool, runs: int) -> str:
         "this one machine; load average "
         f"{os.getloadavg()[0]:.1f} at the end). One client for everything: Python's "
         "`http.client`, a keep-alive connection per server, `Accept-Encoding: identity`, "
-        "the body read as bytes and not parsed. Each round asks the router, then the "
+        "the body read as bytes and not parsed. The router runs with its hot cache off "
+        "(`FEDERATION_HOT_CACHE_BYTES=0`), so every answer is a cold one: every shard "
+        "asked, the prices merged and encoded. Each round asks the router, then the "
         "owning shard directly in each of InfluxDB's answer forms; *direct* is the "
         "fastest form's p50, and *router/direct* compares the router's whole answer with "
         "it. Router CPU is the router process's user+system time per answer "

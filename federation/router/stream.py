@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, Mapping
 from federation.core.errors import ShardError
 from federation.core.influx import ShardClient
 from federation.core.influxql import Statement
-from federation.router.rows import ORDER, TIME, Row, rows_from_series
+from federation.router.rows import ORDER, TIME, Row, ordered, rows_from_series
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +109,11 @@ class MergedPrices:
             if cut:
                 runs.append(buffer[:cut])
                 del buffer[:cut]
-        # One run (one shard holds the pair) is sorted already but for ties at a chunk's
-        # edge; sort and unique run in C either way (key functions, a dict), never a
-        # Python loop per row.
+        # One run (one shard holds the pair) comes ordered and unique as InfluxDB sends
+        # it, which a C pass confirms; otherwise sort and unique run in C (key functions,
+        # a dict), never a Python loop per row.
+        if len(runs) == 1 and ordered(runs[0]):
+            return runs[0]
         taken = runs[0] if len(runs) == 1 else list(itertools.chain.from_iterable(runs))
         taken.sort(key=ORDER)
         unique = dict(zip(map(ORDER, taken), taken, strict=True))

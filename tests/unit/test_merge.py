@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from federation.core.types import Series
-from federation.router.rows import encode_points, rows_from_series, to_points
+from federation.router.rows import Row, encode_points, ordered, rows_from_series, to_points
 
 
 def answer(
@@ -36,3 +37,34 @@ def test_encoded_points_splice_into_an_array() -> None:
         {"price": 1.5, "time": "1970-01-01T00:00:00.000Z", "exchange": "a"},
         {"price": 1e-05, "time": "1970-01-01T00:00:01.000Z", "exchange": 'we"ird'},
     ]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[1, 1.0, "a"], [1, 1.0, "b"], [2, 1.0, "a"]],
+        [[1, 1.0, "b"], [1, 1.0, "a"]],
+        [[1, 1.0, "a"], [1, 2.0, "a"]],
+        [[2, 1.0, "a"], [1, 1.0, "b"]],
+        [],
+    ],
+    ids=["ordered", "exchanges-reversed", "duplicate", "time-reversed", "empty"],
+)
+def test_ordered_is_strictly_increasing_time_and_exchange(rows: list[Row]) -> None:
+    keys = [(t, e) for t, _, e in rows]
+    assert ordered(rows) == (keys == sorted(set(keys)))
+
+
+@pytest.mark.parametrize(
+    "price",
+    [62052.70425322867, 62052.0, 1e16, 1e-05, -0.0, 5e-324, 0.1],
+    ids=["typical", "integral", "1e16", "1e-05", "negative-zero", "subnormal", "0.1"],
+)
+def test_encoded_points_are_orjsons_bytes_of_the_points(price: float) -> None:
+    rows = [[1665451202951, price, "a"], [1665451202951, 2.5, 'we"ird'], [0, price, "a"]]
+    expected = [
+        {"price": price, "time": "2022-10-11T01:20:02.951Z", "exchange": "a"},
+        {"price": 2.5, "time": "2022-10-11T01:20:02.951Z", "exchange": 'we"ird'},
+        {"price": price, "time": "1970-01-01T00:00:00.000Z", "exchange": "a"},
+    ]
+    assert encode_points(rows) == orjson.dumps(expected)[1:-1]

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from federation.core.timefmt import iso_time, iso_times
+from federation.core.timefmt import iso_text, iso_time, iso_times
 
 
 def test_iso_times_have_milliseconds_and_z() -> None:
@@ -13,6 +13,15 @@ def test_iso_times_have_milliseconds_and_z() -> None:
         "1970-01-01T00:00:00.000Z",
         "2022-10-11T01:20:02.951Z",
     ]
+
+
+def test_iso_text_holds_each_distinct_time_once() -> None:
+    text = iso_text(iter([5, 0, 5]))
+    assert list(text.items()) == [(5, "1970-01-01T00:00:00.005Z"), (0, "1970-01-01T00:00:00.000Z")]
+
+
+def test_iso_text_of_no_time_is_empty() -> None:
+    assert iso_text([]) == {}
 
 
 @pytest.mark.parametrize(
