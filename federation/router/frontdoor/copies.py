@@ -90,16 +90,16 @@ def pin_tag(sources: tuple[Measurement, ...], placement_tag: str | None) -> str 
 def one_copy(answers: Mapping[str, list[Series]], shard_map: ShardMap) -> list[Series]:
     """Every series (by measurement and tags) from one shard only: the first of its
     placement key's owners that answered with it, else the first shard by name."""
-    holders: dict[tuple[str, Tags], dict[str, Series]] = {}
+    holders: dict[tuple[str, Tags], dict[str, list[Series]]] = {}
     for shard, series_list in answers.items():
         for series in series_list:
             identity = (series.get("name", ""), tuple(sorted(series.get("tags", {}).items())))
-            holders.setdefault(identity, {})[shard] = series
+            holders.setdefault(identity, {}).setdefault(shard, []).append(series)
     out: list[Series] = []
     for (name, tags), by_shard in holders.items():
         key = placement_key(name, dict(tags), shard_map.placement_tag)
         order = [s for s in shard_map.owners(key) if s in by_shard] or sorted(by_shard)
-        out.append(by_shard[order[0]])
+        out.extend(by_shard[order[0]])
     return out
 
 
