@@ -25,6 +25,11 @@ def escape_tag(value: str) -> str:
     return value.replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
 
 
+def escape_measurement(name: str) -> str:
+    """A measurement name as line protocol writes it (``,`` and `` `` escaped)."""
+    return name.replace(",", "\\,").replace(" ", "\\ ")
+
+
 # A line's measurement and tags, token by token (escapes included), up to its pair tag.
 _TOKEN = rb"(?:[^\\,= \n]|\\.)"
 _PAIR_TAG = re.compile(

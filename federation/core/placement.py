@@ -1,4 +1,5 @@
-"""Placement: rendezvous (highest-random-weight) hashing of pairs onto shard names.
+"""Placement: rendezvous (highest-random-weight) hashing of pairs onto shard names, and
+the placement key of any series (:func:`placement_key`).
 
 Every (shard, pair) gets a score from mmh3; a pair's owners are the ``R`` shards with
 the highest scores. Adding a shard moves only the pairs the new shard now wins (about
@@ -8,9 +9,12 @@ only its own pairs. Hashing uses shard *names*, so changing a URL moves nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 
 import mmh3
+
+from federation.core.lineproto import MEASUREMENT, escape_measurement, escape_tag
 
 
 def score(shard: str, pair: str) -> int:
@@ -33,3 +37,25 @@ class Ring:
 
     def owner(self, pair: str) -> str:
         return self._ranked(pair)[0]
+
+
+def placement_key(measurement: str, tags: Mapping[str, str], placement_tag: str | None) -> str:
+    """The key whose owners hold a series, for ``/write`` placing its lines and ``/query``
+    reading one copy of them: one definition, so reads find what writes placed.
+
+    ``measurement`` and ``tags`` are unescaped; a tag with an empty value is absent (as
+    InfluxDB stores it, and as its GROUP BY * answers show it). The key is the ``pair``
+    tag of a ``price`` series (exactly as the ingester places prices), else the tag named
+    by ``placement_tag`` when the series has it, else the series key (measurement and
+    tags sorted by key, escaped as line protocol writes them).
+    """
+    pair = tags.get("pair")
+    if pair and measurement == MEASUREMENT:
+        return pair
+    if placement_tag is not None:
+        value = tags.get(placement_tag)
+        if value:
+            return value
+    return escape_measurement(measurement) + "".join(
+        f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v
+    )

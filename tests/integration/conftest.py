@@ -76,3 +76,22 @@ def cluster4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
     """Four shards, for growing a three-shard map by one."""
     with make_cluster(tmp_path_factory.mktemp("cluster4"), 4) as local:
         yield local
+
+
+@pytest.fixture(scope="session")
+def influx_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, str]]:
+    """Four shard influxds and the oracle (an unsharded influxd), for the front door's
+    differential corpus and its real clients."""
+    from tests.integration import influx_oracle  # it imports this module
+
+    yield from influx_oracle.started(tmp_path_factory.mktemp("influx"))
+
+
+@pytest.fixture(scope="session")
+def influx_loaded(
+    influx_servers: tuple[LocalCluster, str],
+) -> dict[tuple[int, int, str | None], ShardMap]:
+    """The same points in the oracle and in every layout's database on the shards."""
+    from tests.integration import influx_oracle
+
+    return influx_oracle.load(influx_servers)

@@ -127,6 +127,16 @@ async def test_query_refuses_changes_naming_the_statement(q: str, named: str) ->
     assert named in answer.json()["results"][0]["error"]
 
 
+@pytest.mark.parametrize(
+    "q",
+    ["SELECT mean(price) * 2 FROM price", "SELECT 1 - max(price) FROM price GROUP BY exchange"],
+    ids=["times", "minus"],
+)
+async def test_query_math_on_aggregates_refused_naming_it(q: str) -> None:
+    answer = await ask(*layout(2), q)
+    assert "math on aggregates" in answer.json()["results"][0]["error"]
+
+
 async def test_query_create_database_of_the_federation_reaches_every_shard() -> None:
     shard_map, fakes = layout(1)
     answer = await ask(shard_map, fakes, "CREATE DATABASE crypto")

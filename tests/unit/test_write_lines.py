@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from federation.core.lineproto import pairs_of
+from federation.core.placement import placement_key
 from federation.router.frontdoor.lines import keys_of, parse_body
 
 
@@ -49,3 +50,29 @@ def test_lines_keys_of_a_spooled_body_match_the_ingesters_pairs() -> None:
 def test_lines_placement_tag_unescaped() -> None:
     lines, _ = parse("cpu,host=web\\ 1 v=1 1", tag="host")
     assert keys_of((lines[0] + "\n").encode(), "host") == ["web 1"]
+
+
+@pytest.mark.parametrize(
+    ("line", "tag", "key"),
+    [
+        ("price,pair=btcusd,exchange=k price=1 1", "exchange", "btcusd"),
+        ("price,exchange=k price=1 1", "exchange", "k"),
+        ("price,exchange=k price=1 1", None, "price,exchange=k"),
+        ("depth,pair=btcusd,exchange=k size=1 1", "exchange", "k"),
+        ("depth,side=bid,pair=btcusd size=1 1", None, "depth,pair=btcusd,side=bid"),
+        ("my\\ m,z=a\\,b,a=c\\=d v=1 1", "host", "my\\ m,a=c\\=d,z=a\\,b"),
+    ],
+    ids=["price-pair", "price-no-pair-tag", "price-no-pair", "other-tag", "series-key", "escaped"],
+)
+def test_lines_placement_key_as_documented(line: str, tag: str | None, key: str) -> None:
+    lines, _ = parse(line, tag=tag)
+    assert keys_of((lines[0] + "\n").encode(), tag) == [key]
+
+
+@pytest.mark.parametrize("tag", [None, "side"], ids=["series-key", "placement-tag"])
+def test_lines_placement_key_found_again_from_a_group_by_star_series(tag: str | None) -> None:
+    """/query reads a series' tags unescaped, every tag key of the measurement present
+    ("" where the series lacks it): the key must be the one /write placed it by."""
+    lines, _ = parse("de\\,pth,side=b\\ id,exchange=k v=1 1", tag=tag)
+    read = placement_key("de,pth", {"exchange": "k", "pair": "", "side": "b id"}, tag)
+    assert keys_of((lines[0] + "\n").encode(), tag) == [read]

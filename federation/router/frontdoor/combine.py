@@ -1,10 +1,9 @@
 """Aggregates combined exactly from per-shard partials, and GROUP BY time's fill.
 
-Each shard answers, per group of the client's dimensions plus the placement key
-(``pair``), what each function needs (one statement: counts and sums, and for STDDEV
-means and sample deviations), and each selector on its own (so its point time comes
-back). Every pair's partial is taken from
-one shard (:func:`one_copy`), so replicas count once. Counts and sums add, MEAN is
+Each shard answers, per series (or per group of the client's dimensions and the
+placement tag when the WHERE pins it), what each function needs (:mod:`.aggregate`),
+every series' partial taken from one copy (:mod:`.copies`), so replicas count once.
+Counts and sums add, MEAN is
 Σsum/Σcount, STDDEV combines (n, mean, M2) by Chan's formula (the sample deviation,
 null below two points); MIN and MAX keep the earliest time of the extreme, FIRST and
 LAST the greater value at the same time, as InfluxDB's reducers do; SPREAD is MAX-MIN.
@@ -14,38 +13,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-from federation.core.types import Series
 
 COMBINABLE = frozenset({"count", "sum", "mean", "stddev", "min", "max", "first", "last", "spread"})
 MOMENTS = ("count", "sum", "mean", "stddev")  # asked together, per field
 SELECTORS = frozenset({"min", "max", "first", "last"})
-
-
-def one_copy(
-    answers: Mapping[str, list[Series]], key: str, owners: Callable[[str], Sequence[str]]
-) -> list[Series]:
-    """The series of every (measurement, ``key`` value) from one shard only: the first of
-    ``owners(value)`` (in order) that has it, else the first that has it.
-    Series without ``key`` (data not placed by it) are taken from every shard."""
-    by_value: dict[tuple[str, str], dict[str, list[Series]]] = {}
-    out: list[Series] = []
-    for shard, series_list in answers.items():
-        for series in series_list:
-            value = series.get("tags", {}).get(key, "")
-            if not value:
-                out.append(series)
-                continue
-            by_value.setdefault((series.get("name", ""), value), {}).setdefault(shard, []).append(
-                series
-            )
-    for (_, value), holders in by_value.items():
-        order = [s for s in owners(value) if s in holders] or list(holders)
-        out.extend(holders[order[0]])
-    return out
 
 
 @dataclass

@@ -9,11 +9,8 @@ already holds) is left to the shard, whose partial-write error is passed on.
 
 Times are rewritten to nanoseconds, and a line without a time gets the router's time
 of receipt: a line waiting in the spool keeps the time it was sent, not the time it is
-replayed. The placement key (see docs/influx-api.md):
-
-- the ``pair`` tag of a ``price`` line, exactly as the ingester places prices;
-- else the tag named by ``placement_tag`` in shards.yaml, when the line has it;
-- else the series key (measurement and tags sorted by key, as InfluxDB writes it).
+replayed. The placement key is :func:`federation.core.placement.placement_key` of the
+line's series (the one definition ``/query`` reads copies by; docs/influx-api.md).
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from federation.core.lineproto import MEASUREMENT
+from federation.core.placement import placement_key as series_placement
 
 PRECISIONS = {
     "": 1,
@@ -54,6 +51,7 @@ _LINE = re.compile(
 _MEASUREMENT = re.compile(_MEAS)
 _TAG = re.compile(rf",({_TOK})=({_TOK})")
 _UNESCAPE = re.compile(r"\\([, =])")
+_UNESCAPE_NAME = re.compile(r"\\([, ])")  # a measurement name escapes only these
 # Field values worth a closer look: long digit runs (an integer past int64, a float
 # past float64) or exponents.
 _BIG = re.compile(r"[0-9]{19}|[0-9.][eE]")
@@ -121,17 +119,12 @@ def _placement(key: str, placement_tag: str | None) -> str | None:
     measurement = _MEASUREMENT.match(key)
     assert measurement is not None
     found = _TAG.findall(key, measurement.end())
-    tags = dict(found)
+    tags = {_unescape(name): _unescape(value) for name, value in found}
     if len(tags) != len(found):
         return None
-    pair = tags.get("pair")
-    if pair is not None and _unescape(measurement.group()) == MEASUREMENT:
-        return _unescape(pair)
-    if placement_tag is not None:
-        for name, value in tags.items():
-            if _unescape(name) == placement_tag:
-                return _unescape(value)
-    return measurement.group() + "".join(f",{k}={tags[k]}" for k in sorted(tags))
+    name = measurement.group()
+    name = _UNESCAPE_NAME.sub(r"\1", name) if "\\" in name else name
+    return series_placement(name, tags, placement_tag)
 
 
 def keys_of(body: bytes, placement_tag: str | None) -> list[str]:

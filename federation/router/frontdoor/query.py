@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from federation.core.errors import InfluxAPIError
-from federation.core.influxql_ast import Select
+from federation.core.influxql_ast import Select, Show
 from federation.core.influxql_ast import Statement as Tree
 from federation.core.influxql_parser import parse_query
 from federation.core.influxql_scanner import ParseError
@@ -141,17 +141,34 @@ def _chunk_size(text: str | None) -> int:
     return size if size > 0 else DEFAULT_CHUNK_SIZE
 
 
+# How influxd 1.6 chunks a SHOW: SHOW SERIES as a SELECT (it runs as one); TAG KEYS and
+# TAG VALUES a line per measurement; FIELD KEYS a line per measurement, every line but
+# the last marked partial; the others (one series) in one line.
+_SHOW_LINES = {"tag keys": False, "tag values": False, "field keys": True}
+
+
 async def _chunks(
     runner: Runner, statements: list[Tree], epoch: str | None, size: int
 ) -> AsyncIterator[bytes]:
     """InfluxDB's chunked answer: one ``{"results": [...]}`` a line, each holding one
     series or at most ``size`` rows of it (a series split over lines carries
-    ``partial``, and so does every line of a statement but its last). SHOW answers are
-    not chunked, as InfluxDB does not chunk them."""
+    ``partial``, and so does every line of a statement but its last); SHOW answers as
+    :data:`_SHOW_LINES` says."""
     for i, statement in enumerate(statements):
         result = _times(await runner.run(statement), epoch)
         series_list = result.get("series", [])
-        if not isinstance(statement, Select) or not series_list:
+        by_rows = isinstance(statement, Select) or (
+            isinstance(statement, Show) and statement.kind == "series"
+        )
+        if isinstance(statement, Show) and statement.kind in _SHOW_LINES and series_list:
+            marked = _SHOW_LINES[statement.kind]
+            for k, series in enumerate(series_list):
+                line: dict[str, Any] = {"statement_id": i, "series": [series]}
+                if marked and k < len(series_list) - 1:
+                    line["partial"] = True
+                yield orjson.dumps({"results": [line]}) + b"\n"
+            continue
+        if not by_rows or not series_list:
             yield orjson.dumps({"results": [{"statement_id": i, **result}]}) + b"\n"
             continue
         pieces: list[dict[str, Any]] = []

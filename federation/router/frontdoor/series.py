@@ -52,7 +52,24 @@ def shaped(
         values = page([[t, *v] for t, v in rows], tree.limit, tree.offset)
         if values:
             out.append(series_of(name, tags, tree, columns, values))
-    return page(out, tree.slimit, tree.soffset)
+    return page_series(out, tree)
+
+
+def page_series(out: list[Series], tree: Select) -> list[Series]:
+    """SLIMIT and SOFFSET over the answer's series, counted in influxd's order of tag
+    sets (by ``MakeTagsKey``: the present tags' keys, then their values, joined by
+    ``|``, so a series lacking a tag comes before those that have it); the series kept
+    stay in the answer's order."""
+    if not tree.slimit and not tree.soffset:
+        return out
+    ranked = sorted(range(len(out)), key=lambda i: _tag_set_key(out[i]))
+    kept = set(page(ranked, tree.slimit, tree.soffset))
+    return [s for i, s in enumerate(out) if i in kept]
+
+
+def _tag_set_key(series: Series) -> tuple[str, str]:
+    present = sorted((k, v) for k, v in series.get("tags", {}).items() if v)
+    return series.get("name", ""), "|".join([k for k, _ in present] + [v for _, v in present])
 
 
 def _windows(
