@@ -144,9 +144,10 @@ class RouterSettings(ProcessSettings):
         env="FEDERATION_INFLUX_MAX_ROWS",
         ge=1,
         le=100_000_000,
-        help="raw points /query reads to compute what no partial can combine (MEDIAN,"
-        " PERCENTILE, MODE, DISTINCT), and GROUP BY time windows of one series; a statement"
-        " past either answers an error naming this limit",
+        help="raw points a /query statement may read from the shards (replicas included):"
+        " a raw SELECT, and what no partial can combine (MEDIAN, PERCENTILE, MODE,"
+        " DISTINCT); and GROUP BY time windows of one series; a statement past either"
+        " answers an error naming this limit",
     )
     api: ApiKeys = Field(default_factory=ApiKeys)
     alerts: AlertSettings = Field(default_factory=AlertSettings)

@@ -176,6 +176,19 @@ async def test_query_raw_points_past_the_row_limit_name_it() -> None:
     assert "FEDERATION_INFLUX_MAX_ROWS (10)" in answer.json()["results"][0]["error"]
 
 
+@pytest.mark.parametrize("max_rows", ["10", "700"], ids=["one-chunk", "across-shards"])
+async def test_query_raw_select_past_the_row_limit_names_it(max_rows: str) -> None:
+    q = f"SELECT price FROM price WHERE {WHERE}"
+    answer = await ask(*layout(2), q, influx_max_rows=max_rows)
+    assert f"FEDERATION_INFLUX_MAX_ROWS ({max_rows})" in answer.json()["results"][0]["error"]
+
+
+async def test_query_raw_select_within_the_row_limit_is_whole() -> None:
+    q = f"SELECT price FROM price WHERE {WHERE}"
+    answer = await ask(*layout(2), q, influx_max_rows=str(len(raw()) * 2))
+    assert sum(len(s["values"]) for s in answer.json()["results"][0]["series"]) == len(raw())
+
+
 async def test_query_windows_past_the_row_limit_name_it() -> None:
     q = f"SELECT mean(price) FROM price WHERE time >= {T0}ms GROUP BY time(1s)"
     answer = await ask(*layout(1), q, influx_max_rows="100")

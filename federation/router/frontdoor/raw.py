@@ -27,6 +27,7 @@ from federation.core.influxql_ast import (
 )
 from federation.core.types import Series
 from federation.router.frontdoor.aggregate import field_of, of_one_field
+from federation.router.frontdoor.budget import RowBudget
 from federation.router.frontdoor.combine import COMBINABLE
 from federation.router.frontdoor.conditions import time_range
 from federation.router.frontdoor.copies import Regroup, Tags, rows_as, star_columns
@@ -72,7 +73,13 @@ async def raw(runner: Runner, tree: Select) -> Result:
         slimit=0,
         soffset=0,
     )
-    (chosen,) = await runner.read((sent,), sending.keys)
+    budget = RowBudget(
+        runner.max_rows,
+        f"this statement selects more than FEDERATION_INFLUX_MAX_ROWS ({runner.max_rows})"
+        " raw points, which the router would have to hold to merge them: narrow its time"
+        " range or tags, or page it with LIMIT and OFFSET",
+    )
+    (chosen,) = await runner.read((sent,), sending.keys, budget)
     regroup = Regroup(tree, chosen)
     columns = None
     if any(isinstance(f.expr, Wildcard) for f in tree.fields):
@@ -113,14 +120,14 @@ async def raw_aggregate(runner: Runner, tree: Select, calls: list[Call]) -> Resu
         slimit=0,
         soffset=0,
     )
-    (chosen,) = await runner.read((sent,), sending.keys)
-    if sum(len(s["values"]) for s in chosen) > runner.max_rows:
-        names = ", ".join(sorted({c.name.upper() for c in calls if c.name in RAW_ONLY}))
-        raise StatementError(
-            f"{names} is computed from the raw points, at most FEDERATION_INFLUX_MAX_ROWS"
-            f" ({runner.max_rows}) of them, and this statement selects more: narrow its"
-            " time range or tags"
-        )
+    names = ", ".join(sorted({c.name.upper() for c in calls if c.name in RAW_ONLY}))
+    budget = RowBudget(
+        runner.max_rows,
+        f"{names} is computed from the raw points, at most FEDERATION_INFLUX_MAX_ROWS"
+        f" ({runner.max_rows}) of them, and this statement selects more: narrow its"
+        " time range or tags",
+    )
+    (chosen,) = await runner.read((sent,), sending.keys, budget)
     regroup = Regroup(tree, chosen)
     points: dict[Group, list[tuple[int, Tags, dict[str, Any]]]] = {}
     for series in chosen:

@@ -36,6 +36,7 @@ from federation.core.influxql_ast import Statement as Tree
 from federation.core.types import Series
 from federation.router.fanout import Federation
 from federation.router.frontdoor.aggregate import aggregate, combinable
+from federation.router.frontdoor.budget import RowBudget
 from federation.router.frontdoor.conditions import TimeError, fix_times
 from federation.router.frontdoor.copies import Plan, one_copy, plan
 from federation.router.frontdoor.raw import computable, raw, raw_aggregate
@@ -94,7 +95,12 @@ class Runner:
         return {}
 
     async def _fan_out(
-        self, statement: Statement, pairs: frozenset[str] | None, *, execute: bool = False
+        self,
+        statement: Statement,
+        pairs: frozenset[str] | None,
+        *,
+        execute: bool = False,
+        budget: RowBudget | None = None,
     ) -> dict[str, list[list[Series]]]:
         """Every answer of the shards asked (the pairs' owners when pinned), by shard;
         a statement error of a shard is the statement's error; missing shards too,
@@ -108,6 +114,8 @@ class Runner:
             try:
                 if execute:
                     return await client.execute(statement)
+                if budget is not None:
+                    return [await budget.read(client, statement)]
                 return await client.query(statement, epoch="ns")
             except QueryError as exc:
                 return exc
@@ -198,14 +206,20 @@ class Runner:
         return plan(tree, self.federation.shard_map)
 
     async def read(
-        self, sent: tuple[Select, ...], keys: frozenset[str] | None
+        self,
+        sent: tuple[Select, ...],
+        keys: frozenset[str] | None,
+        budget: RowBudget | None = None,
     ) -> list[list[Series]]:
         """The series of each of ``sent`` (one request to each shard asked), every
-        series from one copy."""
+        series from one copy; with a ``budget`` (one statement), read a chunk at a time
+        and refused with its message once spent."""
         statement = (
             influxql.front_select(sent[0]) if len(sent) == 1 else influxql.front_selects(sent)
         )
-        answers = await self._fan_out(statement, keys)
+        answers = await self._fan_out(statement, keys, budget=budget)
+        if budget is not None and budget.spent:
+            raise StatementError(budget.message)
         shard_map = self.federation.shard_map
         return [
             one_copy({s: a[k] if len(a) > k else [] for s, a in answers.items()}, shard_map)
