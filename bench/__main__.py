@@ -18,6 +18,7 @@ SUITES = (
     "write",
     "hot",
     "refresh",
+    "refreshcost",
 )
 
 
