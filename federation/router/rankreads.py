@@ -6,7 +6,7 @@ What a refresh asks of influxd 1.6 costs mostly per series the statement touches
 per row it answers, and an aggregate per series is dear: measured (``python -m bench
 refreshcost``, docs/benchmarks.md) at 14,000 series on 4 shards, the minute's COUNT,
 MEAN and STDDEV per series cost 1.7 s of influxd CPU, the count of newer points 0.2 s,
-and the same minute's points sent raw (one series of rows, tags as columns) 0.26 s. So
+and the same minute's points sent raw (one series of rows, tags as columns) 0.25 s. So
 while a minute holds few points a series (one tick a minute: one), the refresh asks for
 every point newer than what it read, raw, in one statement, and makes the minutes'
 moments itself; the points past the minute the table is as of are the write account's
@@ -32,9 +32,9 @@ MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 # Points per series per minute up to which minutes are read raw. Measured at 14,000
 # series on 4 shards: a minute's aggregates cost influxd ~1.7 s + 0.05 s per point a
-# series, its raw points ~0.13 s + 0.08 s per point a series (even at 60, one tick a
-# second, raw is no dearer); past 20 the router's parsing of the rows (840,000 a minute
-# at 60) outweighs what influxd saves.
+# series, its raw points ~0.17 s + 0.07 s per point a series (even at 60, one tick a
+# second, raw is no dearer). Past 20 raw saves influxd little while the router parses
+# every row (840,000 a minute at 60): 20 is a judgment on those figures, not an optimum.
 RAW_MAX_POINTS = 20.0
 
 Answer = list[list[Series]]

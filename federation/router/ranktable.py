@@ -6,7 +6,8 @@ Hours and minutes close on the right: the hour labelled h holds (h, h + 1h], the
 m holds (m, m + 1m], so the window (t - W, t] of a periodic refresh (t is the minute
 boundary just passed) is whole minutes at its two ends and whole hours between. A
 refresh asks the shards only for the minutes that closed since the last one (a minute of
-points at one tick a minute or a second); the current hour's minutes accumulate in
+points at one tick a minute or a second; raw points or moments, whichever costs the
+shards less: ``rankreads``); the current hour's minutes accumulate in
 memory, and once all of its minutes are in, an hour's moments are combined from them
 (exactly: Chan's formula, ``moments.combine``) without asking anything. The minutes of
 the hour the window starts in are read once, when the window reaches that hour, and
