@@ -19,6 +19,7 @@ SUITES = (
     "write",
     "hot",
     "refresh",
+    "refreshcost",
 )
 
 

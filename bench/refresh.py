@@ -203,7 +203,7 @@ def report(
         " ticks; in every minute each side refreshes once, in turn (the order rotating);"
         " influxd CPU (utime + stime of every shard's influxd from /proc) during each"
         " side's refreshes only; 2 cores shared with other work. A router's first"
-        f" refresh (25 hours read once) cost {first:.1f} s of influxd CPU.",
+        f" refresh ({hours} hours read once) cost {first:.1f} s of influxd CPU.",
         "",
         "| ticks | side | influxd CPU per minute, steady | the minute of a new hour |"
         " per minute, averaged over an hour |",

@@ -333,6 +333,16 @@ class FakeShard:
         rows, start = self._select(span=span), self._start_ns(span=span)
         return [_aggregate(rows, {"count": _count("price")}, unit, start, by_series=False)]
 
+    def _points_raw(self, unit: int, span: TimeRange) -> Answer:
+        """Every point in the span with its tags, one series, in (time, series) order."""
+        rows = self._select(span=span).sort_values(["time", "exchange", "pair"], kind="mergesort")
+        columns = ("time", "price", "exchange", "pair")
+        times, prices, exchanges, pairs = (rows[c].tolist() for c in columns)
+        values = [
+            [t // unit, p, e, q] for t, p, e, q in zip(times, prices, exchanges, pairs, strict=True)
+        ]
+        return [[_series(list(columns), values)] if values else []]
+
     def _write_stats(self, unit: int) -> Answer:
         """InfluxDB's ``shard`` statistics: one storage shard of this database, whose
         ``writePointsOk`` counts every point written (a rewrite of a stored one too)."""
@@ -398,6 +408,7 @@ _ANSWERS: Mapping[str, Callable[..., Answer]] = {
     "moments_query": FakeShard._moments,
     "bucket_counts_query": FakeShard._bucket_counts,
     "count_query": FakeShard._count,
+    "points_query": FakeShard._points_raw,
     "write_stats_query": FakeShard._write_stats,
     "buckets_query": FakeShard._buckets,
     "last_prices_query": FakeShard._last_prices,

@@ -227,6 +227,13 @@ def moments_query(span: TimeRange, bucket_s: int = 0) -> str:
 
 
 @_catalogued
+def points_query(span: TimeRange) -> str:
+    """Every point in the range with its series' tags, as one series (no GROUP BY): the
+    rank table's newest minute, whose moments the router makes itself."""
+    return f"SELECT {_PRICE}, {_EXCHANGE}, {_PAIR} FROM {_M}" + _where(span.condition())
+
+
+@_catalogued
 def write_stats_query() -> str:
     """The server's counters of each storage shard (tags ``database``...), among them
     ``writePointsOk``, the points written since the server started: a counter that moved

@@ -306,6 +306,7 @@ def create_app(
                     refresh_s=settings.rank_refresh_s,
                     max_windows=settings.rank_windows,
                     max_builds=settings.rank_builds,
+                    recount_hours=settings.rank_recount_hours,
                     database=shard_map.database,
                     clock=clock,
                 )

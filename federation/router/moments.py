@@ -49,6 +49,20 @@ def from_series(answers: Iterable[list[Series]]) -> pd.DataFrame:
     )
 
 
+def from_points(points: pd.DataFrame, bucket_ms: int) -> pd.DataFrame:
+    """Moments rows of raw points (columns time in epoch ms, exchange, pair, price), per
+    series and bucket (b, b + bucket] (``bucket`` is b). The caller drops replicas."""
+    if points.empty:
+        return pd.DataFrame(
+            {c: pd.Series(dtype="int64" if c in ("bucket", "n") else "object") for c in COLUMNS}
+        ).astype({"mean": "float64", "m2": "float64"})
+    bucket = (points["time"].to_numpy(dtype="int64") - 1) // bucket_ms * bucket_ms
+    grouped = points.assign(bucket=bucket).groupby(["bucket", *KEY], sort=False)["price"]
+    n = grouped.count()
+    out = pd.DataFrame({"n": n, "mean": grouped.mean(), "m2": grouped.var(ddof=0) * n})
+    return out.reset_index()[COLUMNS].astype({"n": "int64", "bucket": "int64"})
+
+
 def combine(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
     """One row per series: the exact moments of all its partials together."""
     frames = [p for p in parts if not p.empty]

@@ -6,7 +6,8 @@ Hours and minutes close on the right: the hour labelled h holds (h, h + 1h], the
 m holds (m, m + 1m], so the window (t - W, t] of a periodic refresh (t is the minute
 boundary just passed) is whole minutes at its two ends and whole hours between. A
 refresh asks the shards only for the minutes that closed since the last one (a minute of
-points at one tick a minute or a second); the current hour's minutes accumulate in
+points at one tick a minute or a second; raw points or moments, whichever costs the
+shards less: ``rankreads``); the current hour's minutes accumulate in
 memory, and once all of its minutes are in, an hour's moments are combined from them
 (exactly: Chan's formula, ``moments.combine``) without asking anything. The minutes of
 the hour the window starts in are read once, when the window reaches that hour, and
@@ -15,7 +16,7 @@ for a pair the table lacks) reads the part of the minute that is still open as w
 
 Late points (a spool replaying, a backfill still running, a rebalance copying) land in
 minutes and hours already read. The shards' write counters tell when that may have
-happened (``writecheck``); then, and at every new hour, one COUNT per minute of the held
+happened (``writecheck``); then, and every ``recount_hours``, one COUNT per minute of the held
 span shows which minutes and hours moved, only those are read again, and the callbacks
 of :attr:`RankTable.on_refreshed` hear which hours changed.
 
@@ -43,7 +44,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -52,12 +53,12 @@ from federation.core import influxql
 from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.durations import Duration
 from federation.core.errors import Busy
-from federation.core.influxql import Statement, TimeRange
+from federation.core.influxql import TimeRange
 from federation.core.periodic import Periodic
 from federation.core.timefmt import iso_time
-from federation.core.types import Series
 from federation.router import moments
 from federation.router.rank import sort_table, table_from_series
+from federation.router.rankreads import Gather, Part, Reader, counts_by_bucket, merged
 from federation.router.writecheck import WriteCheck, points_written
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,6 @@ MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 DEFAULT_WINDOWS = (Duration(1, "h"), Duration(24, "h"))
-
-Answer = list[list[Series]]
-# (each answering shard's answer by name, names of missing shards)
-Gather = Callable[[Statement], Awaitable[tuple[dict[str, Answer], set[str]]]]
 
 
 @dataclass
@@ -78,42 +75,12 @@ class RankSnapshot:
     missing: set[str] = field(default_factory=set)
 
 
-@dataclass
-class _Part:
-    """The moments of one closed hour or minute, as read (or combined)."""
-
-    moments: pd.DataFrame
-    missing: set[str]
-    counts: dict[str, int]  # points per answering shard (each replica counted)
-
-
 def _floor(t: int, step: int) -> int:
     return t // step * step
 
 
 def _ceil(t: int, step: int) -> int:
     return -(-t // step) * step
-
-
-def _counts_by_bucket(answers: dict[str, Answer]) -> dict[int, dict[str, int]]:
-    """Points per bucket and shard, from answers whose second column is a COUNT."""
-    out: dict[int, dict[str, int]] = {}
-    for name, answer in answers.items():
-        for series in answer[0] if answer else []:
-            for row in series["values"]:
-                if row[1]:
-                    per_shard = out.setdefault(int(row[0]), {})
-                    per_shard[name] = per_shard.get(name, 0) + int(row[1])
-    return out
-
-
-def _merged(parts: list[_Part]) -> _Part:
-    counts: dict[str, int] = {}
-    for part in parts:
-        for name, n in part.counts.items():
-            counts[name] = counts.get(name, 0) + n
-    missing = set().union(*(p.missing for p in parts)) if parts else set()
-    return _Part(moments.combine(p.moments for p in parts), missing, counts)
 
 
 class RankTable:
@@ -127,6 +94,7 @@ class RankTable:
         delay_s: float = 2.0,
         max_windows: int = 64,
         max_builds: int = 4,
+        recount_hours: int = 24,
         database: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
@@ -136,13 +104,18 @@ class RankTable:
         self.refresh_s = refresh_s
         self.delay_s = delay_s  # after a tick boundary, so the tick's points are stored
         self.database = database  # whose write counters count (every database's: None)
-        self._hours: dict[int, _Part] = {}  # closed hours (h, h + 1h] by h
-        self._minutes: dict[int, _Part] = {}  # closed minutes (m, m + 1m] by m
-        self._runs: dict[tuple[int, int], _Part] = {}  # minutes combined, by (first, end)
+        # Hours between full counts while the write account sees no late points: the
+        # net under it (a full count of 25 held hours costs influxd far more than a
+        # minute's read; measured in docs/benchmarks.md).
+        self.recount_hours = recount_hours
+        self._hours: dict[int, Part] = {}  # closed hours (h, h + 1h] by h
+        self._minutes: dict[int, Part] = {}  # closed minutes (m, m + 1m] by m
+        self._runs: dict[tuple[int, int], Part] = {}  # minutes combined, by (first, end)
         self._read_to: int | None = None  # every minute before it was read once
         self._checked_hour: int | None = None  # the current hour at the last full count
         self._changed: list[int] = []  # hours found changed, told once read again
         self._writes = WriteCheck()
+        self._reader = Reader(gather)  # raw or aggregated reads (router/rankreads.py)
         # Called after every refresh with the starts h of the hours (h, h + 1h] whose
         # points changed after they were read (late points), now held again, and whether
         # every shard answered (the hot cache extends and corrects itself on it).
@@ -172,23 +145,6 @@ class RankTable:
             immediate=True,
             clock=clock,
         )
-
-    async def _edge(self, span: TimeRange) -> tuple[pd.DataFrame, set[str]]:
-        answers, missing = await self._gather(influxql.moments_query(span))
-        return moments.from_series(a[0] for a in answers.values()), missing
-
-    async def _read(self, span: TimeRange, bucket_ms: int) -> dict[int, _Part]:
-        """The moments of every bucket (b, b + bucket] in ``span`` (whose ends are bucket
-        boundaries), buckets without points included."""
-        statement = influxql.moments_query(span, bucket_ms // 1000)
-        answers, missing = await self._gather(statement)
-        frame = moments.from_series(a[0] for a in answers.values())
-        by_bucket = dict(tuple(frame.groupby("bucket"))) if not frame.empty else {}
-        counts = _counts_by_bucket(answers)
-        return {
-            b: _Part(by_bucket.get(b, frame.iloc[0:0]), set(missing), counts.get(b, {}))
-            for b in range(span.start_ms, span.end_ms, bucket_ms)
-        }
 
     async def refresh(self, now_ms: int | None = None) -> None:
         """Bring the hours and minutes up to date and rebuild the default windows as of
@@ -243,7 +199,7 @@ class RankTable:
     async def _read_new_minutes(self, f: int, current: int, oldest: int) -> None:
         """Read the minutes closed since the last refresh (and those a shard was missing
         from), account for the shards' writes, and count every held minute when the
-        account says points may have landed in them, or a new hour began."""
+        account says points may have landed in them, or ``recount_hours`` passed."""
         stats, stats_missing = await self._gather(influxql.write_stats_query())
         written = {n: points_written(a, self.database) for n, a in stats.items()}
         # Minutes a shard was missing from: the current hour's are read again now,
@@ -254,7 +210,8 @@ class RankTable:
         again = [m for m, p in self._minutes.items() if p.missing]
         start = current if self._read_to is None else min(self._read_to, f)
         start = max(min([start, *again]), oldest)
-        fresh = await self._read(TimeRange(start, f, False, True), MINUTE_MS) if start < f else {}
+        newest = await self._reader.newest(min(start, f), f)
+        fresh, slack, missing = newest.parts, newest.slack, set(newest.missing)
         found: dict[str, int] = {}
         for m, part in fresh.items():
             if self._read_to is None or m >= self._read_to:  # read for the first time
@@ -262,19 +219,15 @@ class RankTable:
                     found[name] = found.get(name, 0) + n
         self._put_minutes(fresh)
         self._read_to = f if self._read_to is None else max(self._read_to, f)
-        answers, slack_missing = await self._gather(
-            influxql.count_query(TimeRange(f, f + DAY_MS, False, True))
-        )
-        slack = {n: 0 for n in answers}
-        for per_shard in _counts_by_bucket(answers).values():
-            for name, n in per_shard.items():
-                slack[name] += n
-        shards = set(stats) | stats_missing | set(answers) | slack_missing
-        missing = stats_missing | slack_missing | set().union(*(p.missing for p in fresh.values()))
+        shards = set(stats) | stats_missing | set(slack) | missing
+        missing |= stats_missing
         suspect = self._writes.account(
             shards, written, found, {n: v for n, v in slack.items() if n not in missing}
         )
-        if suspect or missing or self._checked_hour != current:
+        due = self._checked_hour is None or (
+            current - self._checked_hour >= self.recount_hours * HOUR_MS
+        )
+        if suspect or missing or due:
             await self._count_everything(oldest, f, current)
 
     async def _count_everything(self, oldest: int, f: int, current: int) -> None:
@@ -284,7 +237,7 @@ class RankTable:
         answers, missing = await self._gather(
             influxql.bucket_counts_query(TimeRange(oldest, f, False, True), MINUTE_MS // 1000)
         )
-        per_minute = _counts_by_bucket(answers)
+        per_minute = counts_by_bucket(answers)
         changed: set[int] = set()
 
         def moved(counts: dict[str, int], start: int, end: int) -> bool:
@@ -308,12 +261,14 @@ class RankTable:
                 del self._minutes[m]
             reread = [m for m in range(current, f, MINUTE_MS) if m not in self._minutes]
             if reread:
-                self._put_minutes(await self._read(TimeRange(reread[0], f, False, True), MINUTE_MS))
+                self._put_minutes(
+                    await self._reader.buckets(TimeRange(reread[0], f, False, True), MINUTE_MS)
+                )
         self._writes.settled(complete=not missing)
         self._checked_hour = current
         self._changed = sorted(changed)
 
-    def _put_minutes(self, parts: dict[int, _Part]) -> None:
+    def _put_minutes(self, parts: dict[int, Part]) -> None:
         if any(m in self._minutes for m in parts):
             self._runs = {}
         self._minutes.update(parts)
@@ -331,7 +286,7 @@ class RankTable:
         for h in stale:
             minutes = [self._minutes.get(m) for m in range(h, h + HOUR_MS, MINUTE_MS)]
             if all(p is not None and not p.missing for p in minutes):
-                self._hours[h] = _merged([p for p in minutes if p is not None])
+                self._hours[h] = merged([p for p in minutes if p is not None])
             else:
                 to_read.append(h)
         runs: list[list[int]] = []
@@ -342,7 +297,7 @@ class RankTable:
                 runs.append([h])
         for run in runs:
             span = TimeRange(run[0], run[-1] + HOUR_MS, False, True)
-            self._hours.update(await self._read(span, HOUR_MS))
+            self._hours.update(await self._reader.buckets(span, HOUR_MS))
         changed, self._changed = self._changed, []
         return changed
 
@@ -357,7 +312,7 @@ class RankTable:
             del self._minutes[m]
         self._runs = {k: v for k, v in self._runs.items() if _floor(k[0], HOUR_MS) in keep}
 
-    async def _minute_run(self, first: int, end: int) -> _Part:
+    async def _minute_run(self, first: int, end: int) -> Part:
         """The minutes (first, end] of one hour combined, read once when not held; a run
         that ends at an hour's end comes with every shorter one (a window's start moves
         on a minute a refresh), a run that starts at an hour's start extends the last."""
@@ -368,20 +323,20 @@ class RankTable:
         suffix = end == hour + HOUR_MS
         needed = range(hour if suffix else first, end, MINUTE_MS)
         if any(m not in self._minutes for m in needed):
-            read = await self._read(TimeRange(needed[0], end, False, True), MINUTE_MS)
+            read = await self._reader.buckets(TimeRange(needed[0], end, False, True), MINUTE_MS)
             self._put_minutes({m: p for m, p in read.items() if m not in self._minutes})
         if suffix:  # every suffix of the hour at once
-            run: _Part | None = None
+            run: Part | None = None
             for m in range(end - MINUTE_MS, hour - MINUTE_MS, -MINUTE_MS):
                 parts = [self._minutes[m]] if run is None else [self._minutes[m], run]
-                run = _merged(parts)
+                run = merged(parts)
                 self._runs[(m, end)] = run
             return self._runs[key]
         if first == hour and (first, end - MINUTE_MS) in self._runs:
             prefix = self._runs[(first, end - MINUTE_MS)]
-            self._runs[key] = _merged([prefix, self._minutes[end - MINUTE_MS]])
+            self._runs[key] = merged([prefix, self._minutes[end - MINUTE_MS]])
             return self._runs[key]
-        self._runs[key] = _merged([self._minutes[m] for m in range(first, end, MINUTE_MS)])
+        self._runs[key] = merged([self._minutes[m] for m in range(first, end, MINUTE_MS)])
         return self._runs[key]
 
     async def _build(
@@ -393,7 +348,7 @@ class RankTable:
         """The rank table of (t - window, t] from held hours, held minutes and, where t or
         t - window is not on a minute, the open parts of those minutes."""
         start, f = t - window_ms, _floor(t, MINUTE_MS)
-        parts: list[_Part] = []
+        parts: list[Part] = []
         conditions = []
         if start >= f:
             conditions.append(TimeRange(start, t, False, True))
@@ -406,7 +361,9 @@ class RankTable:
             for a, b in _spans(first, f):
                 if b - a == HOUR_MS and a % HOUR_MS == 0:
                     if a not in self._hours:
-                        self._hours.update(await self._read(TimeRange(a, b, False, True), HOUR_MS))
+                        self._hours.update(
+                            await self._reader.buckets(TimeRange(a, b, False, True), HOUR_MS)
+                        )
                     parts.append(self._hours[a])
                 else:
                     parts.append(await self._minute_run(a, b))
@@ -414,7 +371,7 @@ class RankTable:
         frames = [p.moments for p in parts]
         for condition in conditions:
             if condition not in edges:
-                edges[condition] = asyncio.ensure_future(self._edge(condition))
+                edges[condition] = asyncio.ensure_future(self._reader.edge(condition))
             frame, edge_missing = await edges[condition]
             frames.append(frame)
             missing |= edge_missing

@@ -112,6 +112,14 @@ class RouterSettings(ProcessSettings):
         help="rank tables of on-demand windows built at once; past it a request for another"
         " window is refused with 503 and Retry-After",
     )
+    rank_recount_hours: int = setting(
+        24,
+        env="FEDERATION_RANK_RECOUNT",
+        ge=1,
+        le=8760,
+        help="hours between the rank table's counts of every held minute while the shards'"
+        " write counters show no late points (a count runs at once when they do)",
+    )
     send_timeout_s: float = setting(
         10.0,
         env="FEDERATION_SEND_TIMEOUT",

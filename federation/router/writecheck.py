@@ -14,7 +14,7 @@ full count; otherwise nothing was missed.
 The counter and the points cannot be read at the same instant. The counter is read
 first, so a point written in between is found before it is counted: the account is
 short for one refresh (``excess`` below zero) and even at the next; it can hide late
-points for that one refresh, never longer. The full count at every new hour is the net
+points for that one refresh, never longer. The full count every ``recount_hours`` is the net
 under that. A counter that went back (a restarted server), a shard that did not answer,
 or a server that refuses ``SHOW STATS`` (authentication without admin rights) all mean
 "count everything".

@@ -86,6 +86,9 @@ EXAMPLES = {
         lambda t0: influxql.moments_query(_span(t0), 60),
         [["time", "count", "mean", "stddev"]],
     ),
+    "points_query": Example(
+        lambda t0: influxql.points_query(_span(t0)), [["time", "price", "exchange", "pair"]]
+    ),
     "write_stats_query": Example(lambda t0: influxql.write_stats_query(), [STATS_COLUMNS]),
     "last_prices_query": Example(lambda t0: influxql.last_prices_query(3600), [["time", "last"]]),
     "buckets_query": Example(

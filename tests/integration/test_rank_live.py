@@ -88,7 +88,10 @@ async def test_rank_table_minute_by_minute_with_late_points_equals_pandas(
     clients = await clients_for(shard_map, http)
     writer = ShardWriter(shard_map, clients)
 
+    sent: list[str] = []
+
     async def gather(statement: Statement) -> tuple[dict[str, list[list[Series]]], set[str]]:
+        sent.append(statement.kind)
         answers = {name: await client.query(statement) for name, client in clients.items()}
         return answers, set()
 
@@ -103,6 +106,7 @@ async def test_rank_table_minute_by_minute_with_late_points_equals_pandas(
         raw = pd.concat([raw, tick])
         await writer.write(tick)
         await table.refresh(t + k * 60_000)
+    assert "points_query" in sent  # one tick a minute: the newest minute read raw
     late = raw[raw.time < t - 7_200_000].assign(time=lambda f: f.time + 1, price=9e6)
     await writer.write(late)
     await table.refresh(t + 4 * 60_000)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from federation.core.types import Series
-from federation.router.moments import combine, from_series, stddev
+from federation.router.moments import COLUMNS, combine, from_points, from_series, stddev
 
 
 def partial(values: np.ndarray, exchange: str = "x", pair: str = "p") -> pd.DataFrame:
@@ -46,3 +46,19 @@ def test_from_series_counts_replicas_once() -> None:
     frame = from_series([series, series])
     assert len(frame) == 1
     assert frame["m2"][0] == pytest.approx(2.0)
+
+
+def test_from_points_moments_per_right_closed_minute_equal_numpy() -> None:
+    rng = np.random.default_rng(2)
+    times = np.arange(1, 181) * 1_000  # (0, 180 s]: three minutes, one point a second
+    prices = 60_000 + rng.normal(0, 0.05, times.size).cumsum()
+    points = pd.DataFrame({"time": times, "exchange": "x", "pair": "p", "price": prices})
+    frame = from_points(points, 60_000)
+    by_minute = prices.reshape(3, 60)  # (0, 60 s], (60 s, 120 s], (120 s, 180 s]
+    assert frame["bucket"].tolist() == [0, 60_000, 120_000]
+    assert frame["n"].tolist() == [60, 60, 60]
+    assert stddev(frame)["stddev"].tolist() == pytest.approx(by_minute.std(axis=1, ddof=1))
+
+
+def test_from_points_of_nothing_is_empty_with_the_columns() -> None:
+    assert from_points(pd.DataFrame(), 60_000).columns.tolist() == COLUMNS

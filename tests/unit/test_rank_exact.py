@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from federation.core.durations import Duration
 from federation.core.errors import ShardError
@@ -78,11 +79,14 @@ async def started(root: Path) -> Cluster:
     return cluster
 
 
-async def test_rank_table_after_ticks_across_an_hour_equals_pandas(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tick_s", [60, 2], ids=["60s-ticks-read-raw", "2s-ticks-aggregated"])
+async def test_rank_table_after_ticks_across_an_hour_equals_pandas(
+    tmp_path: Path, tick_s: int
+) -> None:
     cluster = await started(tmp_path)
     await cluster.check()
     for t in minutes(T + MINUTE, T + 15 * MINUTE):
-        await cluster.writer.write(prices([t], seed=t))
+        await cluster.writer.write(prices(minutes(t - MINUTE + tick_s * 1000, t, tick_s * 1000), t))
         await cluster.table.refresh(t)
         await cluster.check()
 
@@ -113,16 +117,37 @@ async def test_rank_table_during_and_after_a_shard_outage_equals_pandas(tmp_path
     assert during.missing == {"shard-c"}
 
 
+@pytest.mark.parametrize(
+    ("tick_s", "kinds"),
+    [
+        (60, ["points_query", "write_stats_query"]),
+        (2, ["count_query", "moments_query", "write_stats_query"]),
+    ],
+    ids=["few-points-raw-in-one-statement", "many-points-aggregated"],
+)
 async def test_steady_refresh_asks_each_shard_for_the_newest_minute_only(
-    tmp_path: Path,
+    tmp_path: Path, tick_s: int, kinds: list[str]
 ) -> None:
     cluster = await started(tmp_path)
-    await cluster.writer.write(prices([T + MINUTE], seed=3))
-    await cluster.table.refresh(T + MINUTE)
-    asked = len(cluster.fakes["shard-a"].statements)
-    await cluster.writer.write(prices([T + 2 * MINUTE], seed=4))
-    await cluster.table.refresh(T + 2 * MINUTE)
+    for k in (1, 2):
+        asked = len(cluster.fakes["shard-a"].statements)
+        t = T + k * MINUTE
+        await cluster.writer.write(prices(minutes(t - MINUTE + tick_s * 1000, t, tick_s * 1000), k))
+        await cluster.table.refresh(t)
     sent = cluster.fakes["shard-a"].statements[asked:]
-    spans = [s.args["span"] for s in sent if s.kind == "moments_query"]
-    assert sorted(s.kind for s in sent) == ["count_query", "moments_query", "write_stats_query"]
-    assert [(s.start_ms, s.end_ms) for s in spans] == [(T + MINUTE, T + 2 * MINUTE)]
+    spans = [s.args["span"] for s in sent if s.kind in ("moments_query", "points_query")]
+    assert sorted(s.kind for s in sent) == kinds
+    assert [(s.start_ms, s.end_ms > T + MINUTE) for s in spans] == [(T + MINUTE, True)]
+
+
+@pytest.mark.parametrize(("recount_hours", "counts"), [(24, 0), (1, 1)], ids=["daily", "hourly"])
+async def test_full_count_without_late_points_only_when_the_recount_is_due(
+    tmp_path: Path, recount_hours: int, counts: int
+) -> None:
+    cluster = await started(tmp_path)
+    cluster.table.recount_hours, before = recount_hours, cluster.table.full_counts
+    for t in minutes(T + MINUTE, T + 15 * MINUTE):  # across an hour
+        await cluster.writer.write(prices([t], seed=t))
+        await cluster.table.refresh(t)
+    assert cluster.table.full_counts - before == counts
+    await cluster.check()

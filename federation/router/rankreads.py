@@ -1,0 +1,191 @@
+"""What the rank table reads from the shards (moments of hours and minutes, the newest
+minutes with the write account's slack, a window's open edges), each in the form that
+costs the shards least.
+
+What a refresh asks of influxd 1.6 costs mostly per series the statement touches and
+per row it answers, and an aggregate per series is dear: measured (``python -m bench
+refreshcost``, docs/benchmarks.md) at 14,000 series on 4 shards, the minute's COUNT,
+MEAN and STDDEV per series cost 1.7 s of influxd CPU, the count of newer points 0.2 s,
+and the same minute's points sent raw (one series of rows, tags as columns) 0.25 s. So
+while a minute holds few points a series (one tick a minute: one), the refresh asks for
+every point newer than what it read, raw, in one statement, and makes the minutes'
+moments itself; the points past the minute the table is as of are the write account's
+slack. The minutes read once an hour (those of the hour the 24 h window starts in) and
+those read again after late points come raw as well. With many points a series (1 s
+ticks: 60) raw rows cost influxd about what the aggregates do, and the router the
+parsing of every row, so the moments and the count are asked for as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from federation.core import influxql
+from federation.core.influxql import Statement, TimeRange
+from federation.core.types import Series
+from federation.router import moments
+
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+# Points per series per minute up to which minutes are read raw. Measured at 14,000
+# series on 4 shards: a minute's aggregates cost influxd ~1.7 s + 0.05 s per point a
+# series, its raw points ~0.17 s + 0.07 s per point a series (even at 60, one tick a
+# second, raw is no dearer). Past 20 raw saves influxd little while the router parses
+# every row (840,000 a minute at 60): 20 is a judgment on those figures, not an optimum.
+RAW_MAX_POINTS = 20.0
+
+Answer = list[list[Series]]
+# (each answering shard's answer by name, names of missing shards)
+Gather = Callable[[Statement], Awaitable[tuple[dict[str, Answer], set[str]]]]
+_COLUMNS = ("time", "price", "exchange", "pair")
+
+
+@dataclass
+class Part:
+    """The moments of one closed hour or minute, as read (or combined)."""
+
+    moments: pd.DataFrame
+    missing: set[str]
+    counts: dict[str, int]  # points per answering shard (each replica counted)
+
+
+@dataclass
+class Newest:
+    """The minutes (start, f] read from raw points, and what came after them."""
+
+    parts: dict[int, Part]  # by minute m: (m, m + 1m]
+    slack: dict[str, int]  # points newer than f, per answering shard
+    missing: set[str]
+    points_per_series: float  # in a minute, on average over the minutes read
+
+
+def _points(answer: Answer) -> pd.DataFrame:
+    """One shard's raw rows (time, price, exchange, pair). Not read: a series'
+    ``partial``, which influxd 1.6 sets on a whole answer of over 10,000 rows that was
+    not asked for in chunks (a server's ``max-row-limit``, 0 by default, is not met)."""
+    frames = [
+        pd.DataFrame(series["values"], columns=series["columns"])[list(_COLUMNS)]
+        for series in (answer[0] if answer else [])
+    ]
+    if not frames:
+        return pd.DataFrame({c: [] for c in _COLUMNS})
+    return pd.concat(frames, ignore_index=True)
+
+
+def from_points(answers: dict[str, Answer], missing: set[str], start: int, f: int) -> Newest:
+    """The minutes (start, f] and the slack from every shard's answer to
+    :func:`~federation.core.influxql.points_query` over (start, f + ...]."""
+    counts: dict[int, dict[str, int]] = {}
+    slack: dict[str, int] = {}
+    kept = []
+    for name, answer in answers.items():
+        points = _points(answer)
+        times = points["time"].astype("int64")
+        closed = points[times <= f]
+        slack[name] = int((times > f).sum())
+        minute = (closed["time"].astype("int64") - 1) // MINUTE_MS * MINUTE_MS
+        for m, n in minute.value_counts().items():
+            counts.setdefault(int(m), {})[name] = int(n)
+        kept.append(closed)
+    rows = pd.concat(kept, ignore_index=True) if kept else None
+    if rows is not None and not rows.empty:
+        rows = rows.astype({"time": "int64", "price": "float64"})
+        rows = rows.drop_duplicates(["time", "exchange", "pair"])  # replicas count once
+    frame = moments.from_points(rows if rows is not None else pd.DataFrame(), MINUTE_MS)
+    by_minute = dict(tuple(frame.groupby("bucket"))) if not frame.empty else {}
+    parts = {
+        m: Part(by_minute.get(m, frame.iloc[0:0]), set(missing), counts.get(m, {}))
+        for m in range(start, f, MINUTE_MS)
+    }
+    return Newest(parts, slack, missing, points_per_series(frame, (f - start) // MINUTE_MS))
+
+
+def points_per_series(frame: pd.DataFrame, minutes: int) -> float:
+    """Points a series holds in a minute, on average, from moments rows of ``minutes``."""
+    if frame.empty or minutes <= 0:
+        return 0.0
+    series = int(frame[list(moments.KEY)].drop_duplicates().shape[0])
+    return float(frame["n"].sum()) / float(series * minutes)
+
+
+def counts_by_bucket(answers: dict[str, Answer]) -> dict[int, dict[str, int]]:
+    """Points per bucket and shard, from answers whose second column is a COUNT."""
+    out: dict[int, dict[str, int]] = {}
+    for name, answer in answers.items():
+        for series in answer[0] if answer else []:
+            for row in series["values"]:
+                if row[1]:
+                    per_shard = out.setdefault(int(row[0]), {})
+                    per_shard[name] = per_shard.get(name, 0) + int(row[1])
+    return out
+
+
+def merged(parts: list[Part]) -> Part:
+    """Parts of one span combined: moments exactly, counts summed, shards missing from any."""
+    counts: dict[str, int] = {}
+    for part in parts:
+        for name, n in part.counts.items():
+            counts[name] = counts.get(name, 0) + n
+    missing = set().union(*(p.missing for p in parts)) if parts else set()
+    return Part(moments.combine(p.moments for p in parts), missing, counts)
+
+
+class Reader:
+    """The rank table's reads, raw while a series holds few points a minute (as last
+    read; unknown before the first read, so aggregated then)."""
+
+    def __init__(self, gather: Gather) -> None:
+        self._gather = gather
+        self.points_per_series: float | None = None
+
+    @property
+    def raw(self) -> bool:
+        return self.points_per_series is not None and self.points_per_series <= RAW_MAX_POINTS
+
+    async def edge(self, span: TimeRange) -> tuple[pd.DataFrame, set[str]]:
+        """The moments per series of a span that is no whole bucket (a window's edge)."""
+        answers, missing = await self._gather(influxql.moments_query(span))
+        return moments.from_series(a[0] for a in answers.values()), missing
+
+    async def buckets(self, span: TimeRange, bucket_ms: int) -> dict[int, Part]:
+        """The moments of every bucket (b, b + bucket] in ``span`` (whose ends are bucket
+        boundaries), buckets without points included: minutes raw while a series holds
+        few points a minute, else (and hours) as moments per series."""
+        if bucket_ms == MINUTE_MS and self.raw:
+            answers, missing = await self._gather(influxql.points_query(span))
+            return from_points(answers, missing, span.start_ms, span.end_ms).parts
+        answers, missing = await self._gather(influxql.moments_query(span, bucket_ms // 1000))
+        frame = moments.from_series(a[0] for a in answers.values())
+        by_bucket = dict(tuple(frame.groupby("bucket"))) if not frame.empty else {}
+        counts = counts_by_bucket(answers)
+        return {
+            b: Part(by_bucket.get(b, frame.iloc[0:0]), set(missing), counts.get(b, {}))
+            for b in range(span.start_ms, span.end_ms, bucket_ms)
+        }
+
+    async def newest(self, start: int, f: int) -> Newest:
+        """The minutes (start, f] (none when ``start == f``) and the points newer than f
+        per shard: one statement of raw points, or the minutes' moments and a count."""
+        if self.raw:
+            span = TimeRange(start, f + DAY_MS, False, True)
+            answers, missing = await self._gather(influxql.points_query(span))
+            newest = from_points(answers, missing, start, f)
+            if start < f:
+                self.points_per_series = newest.points_per_series
+            return newest
+        fresh = await self.buckets(TimeRange(start, f, False, True), MINUTE_MS) if start < f else {}
+        if fresh:
+            frame = moments.combine(p.moments for p in fresh.values())
+            self.points_per_series = points_per_series(frame, len(fresh))
+        answers, missing = await self._gather(
+            influxql.count_query(TimeRange(f, f + DAY_MS, False, True))
+        )
+        slack = {n: 0 for n in answers}
+        for per_shard in counts_by_bucket(answers).values():
+            for name, n in per_shard.items():
+                slack[name] += n
+        missing |= set().union(*(p.missing for p in fresh.values()))
+        return Newest(fresh, slack, missing, self.points_per_series or 0.0)
