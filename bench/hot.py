@@ -18,13 +18,11 @@ answers. Measured in one run:
 from __future__ import annotations
 
 import asyncio
-import http.client
 import os
 import re
 import statistics
 import tempfile
 import time
-import urllib.parse
 from dataclasses import dataclass
 
 import psutil
@@ -32,6 +30,7 @@ import psutil
 from bench.query import (
     DAY,
     PAIR,
+    RawClient,
     cluster_of,
     load,
     pct,
@@ -70,21 +69,6 @@ class Result:
     @property
     def direct_best(self) -> tuple[str, float]:
         return min(self.direct_p50.items(), key=lambda kv: kv[1])
-
-
-def get(conn: http.client.HTTPConnection, path: str, encoding: str = "identity") -> bytes:
-    conn.request("GET", path, headers={"Accept-Encoding": encoding})
-    response = conn.getresponse()
-    body = response.read()
-    if response.status != 200:
-        raise RuntimeError(f"GET {path[:80]} answered {response.status}: {body[:200]!r}")
-    return body
-
-
-def timed(conn: http.client.HTTPConnection, path: str, encoding: str = "identity") -> float:
-    started = time.perf_counter()
-    get(conn, path, encoding)
-    return time.perf_counter() - started
 
 
 class Client(asyncio.Protocol):
@@ -162,28 +146,23 @@ def measure(shard_map: ShardMap, series: int, runs: int) -> Result:
 
         body = asyncio.run(first())
         owner = shard_map.by_name(shard_map.owners(PAIR)[0])
-        netloc = urllib.parse.urlsplit(owner.url).netloc
         query = {"db": shard_map.database, "q": prices_query(PAIR, DAY).text, "epoch": "ms"}
-        forms = {
-            "whole": "/query?" + urllib.parse.urlencode(query),
-            "chunked": "/query?" + urllib.parse.urlencode(query | {"chunked": "true"}),
-        }
-        routed = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        direct = http.client.HTTPConnection(netloc, timeout=120)
-        answer = get(routed, f"/{PAIR}")  # held from here on
-        gzipped = get(routed, f"/{PAIR}", "gzip")
+        forms = {"whole": query, "chunked": query | {"chunked": "true"}}
+        routed = RawClient(f"http://127.0.0.1:{port}", timeout=120)
+        direct = RawClient(owner.url, timeout=120)
+        _, answer = routed.get(f"/{PAIR}")  # held from here on
+        _, gzipped = routed.get(f"/{PAIR}", encoding="gzip")
         hot: list[float] = []
         hot_gzip: list[float] = []
         raw: dict[str, list[float]] = {form: [] for form in forms}
         for _ in range(runs):  # alternating
-            hot.append(timed(routed, f"/{PAIR}"))
-            for form, path in forms.items():
-                raw[form].append(timed(direct, path))
-            hot_gzip.append(timed(routed, f"/{PAIR}", "gzip"))
+            hot.append(routed.get(f"/{PAIR}")[0])
+            for form, params in forms.items():
+                raw[form].append(direct.get("/query", params)[0])
+            hot_gzip.append(routed.get(f"/{PAIR}", encoding="gzip")[0])
         rps, cpu_ms = asyncio.run(throughput(port, psutil.Process(router.pid)))
         load_average = os.getloadavg()[0]
-        scrape = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        metrics = get(scrape, "/metrics").decode()
+        metrics = RawClient(f"http://127.0.0.1:{port}", timeout=120).get("/metrics")[1].decode()
         found = CACHE_BYTES.search(metrics)
         cache_bytes = int(float(found.group(1))) if found else -1
     finally:

@@ -92,9 +92,11 @@ class Result:
 class RawClient:
     """The least a client can do: one keep-alive connection, the body read as bytes."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float | None = None) -> None:
         parts = urllib.parse.urlsplit(url)
-        self._connection = http.client.HTTPConnection(parts.hostname or "", parts.port)
+        self._connection = http.client.HTTPConnection(
+            parts.hostname or "", parts.port, timeout=timeout
+        )
 
     def warm(self, path: str, params: dict[str, str] | None = None) -> None:
         """One untimed request, on a new connection if the server closed the idle one."""
@@ -104,10 +106,13 @@ class RawClient:
             self._connection.close()
             self.get(path, params)
 
-    def get(self, path: str, params: dict[str, str] | None = None) -> tuple[float, bytes]:
+    def get(
+        self, path: str, params: dict[str, str] | None = None, encoding: str = "identity"
+    ) -> tuple[float, bytes]:
+        """The seconds the answer took and its body, as sent (gzipped if asked)."""
         target = path + ("?" + urllib.parse.urlencode(params) if params else "")
         started = time.perf_counter()
-        self._connection.request("GET", target, headers={"Accept-Encoding": "identity"})
+        self._connection.request("GET", target, headers={"Accept-Encoding": encoding})
         response = self._connection.getresponse()
         body = response.read()
         elapsed = time.perf_counter() - started
