@@ -16,6 +16,7 @@ from federation.core import influxql
 from federation.core import influxql_ast as tree
 from federation.core.durations import Duration
 from federation.core.influxql import CATALOGUE, Statement, TimeRange
+from tests.hostile import HOSTILE
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("federation", "ingest", "alerts", "bench")
@@ -142,18 +143,6 @@ def test_only_the_catalogue_holds_influxql() -> None:
 
 # Quoting: every catalogue function, its string arguments hostile.
 
-HOSTILE = {
-    "quote": "a'b",
-    "double-quote": 'a"b',
-    "backslash": "a\\b",
-    "newline": "a\nb",
-    "space": "a b",
-    "semicolon": "a;b",
-    "or-injection": "x' OR ''='",
-    "drop-injection": '\\\'; DROP DATABASE "c" --',
-    "dot": "imx.2weth",
-    "regex-dot": "a.*",
-}
 BENIGN = "abc"
 NUMBER = 1_700_000_000_000
 

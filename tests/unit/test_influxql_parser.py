@@ -10,20 +10,7 @@ from federation.core import influxql
 from federation.core import influxql_ast as tree
 from federation.core.influxql_parser import parse_query
 from federation.core.influxql_scanner import ParseError, parse_duration
-
-HOSTILE = {
-    "quote": "a'b",
-    "double-quote": 'a"b',
-    "backslash": "a\\b",
-    "newline": "a\nb",
-    "space": "a b",
-    "semicolon": "a;b",
-    "or-injection": "x' OR ''='",
-    "drop-injection": '\\\'; DROP DATABASE "c" --',
-    "slash": "a/b",
-    "keyword": "select",
-    "unicode": "prix€",
-}
+from tests.hostile import HOSTILE
 
 
 def _one(text: str) -> tree.Statement:
