@@ -33,6 +33,30 @@ def ended_partial(metrics: RouterMetrics, answer: str, missing: Mapping[str, str
     log.warning("partial answer to %s: missing %s", answer, shards_and_why(missing))
 
 
+def answer_head(
+    q: PairQuery, rank: tuple[int, int] | None, rank_as_of: int | None
+) -> dict[str, Any]:
+    """What an answer says before its prices: the pair, its rank and as of when."""
+    head: dict[str, Any] = {
+        "pair": q.pair,
+        "rank": None if rank is None else f"{rank[0]}/{rank[1]}",
+        "duration": str(q.duration),
+    }
+    if rank_as_of is not None:
+        head["rank_as_of"] = iso_time(rank_as_of)
+    return head
+
+
+def opening(head: Mapping[str, Any]) -> bytes:
+    """The answer's bytes up to its first price."""
+    return orjson.dumps(head)[:-1] + b',"prices":['
+
+
+def closing(missing: Mapping[str, str]) -> bytes:
+    """The answer's bytes after its last price: whether it is partial, and why."""
+    return b"]," + orjson.dumps({"partial": bool(missing), "missing_shards": sorted(missing)})[1:]
+
+
 class PairAnswer:
     """The head of a pair's answer, known before the first byte is sent, and its prices,
     which stream; whether it is partial is known at the end and comes last."""
@@ -50,13 +74,7 @@ class PairAnswer:
         metrics: RouterMetrics,
     ) -> None:
         self.request = f"GET /{q.pair}"
-        self.head: dict[str, Any] = {
-            "pair": q.pair,
-            "rank": None if rank is None else f"{rank[0]}/{rank[1]}",
-            "duration": str(q.duration),
-        }
-        if rank_as_of is not None:
-            self.head["rank_as_of"] = iso_time(rank_as_of)
+        self.head = answer_head(q, rank, rank_as_of)
         self._rank_missing = rank_missing
         self._owners = owners
         self._merged = merged
@@ -97,8 +115,7 @@ class PairAnswer:
             await self._merged.aclose()
 
     async def body(self) -> AsyncGenerator[bytes, None]:
-        head = orjson.dumps(self.head)
-        yield head[:-1] + b',"prices":['
+        yield opening(self.head)
         separator = b""
         try:
             for batch in self._pending:
@@ -112,5 +129,4 @@ class PairAnswer:
         missing = self.missing()
         if missing:
             ended_partial(self._metrics, self.request, missing)
-        tail = {"partial": bool(missing), "missing_shards": sorted(missing)}
-        yield b"]," + orjson.dumps(tail)[1:]
+        yield closing(missing)

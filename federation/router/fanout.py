@@ -26,7 +26,7 @@ from federation.core.influxql import Statement
 from federation.core.shardmap import ShardMap
 from federation.core.timefmt import iso_time
 from federation.core.types import Series
-from federation.router.answer import PairAnswer, ended_partial, shards_and_why
+from federation.router.answer import PairAnswer, answer_head, ended_partial, shards_and_why
 from federation.router.hotcache import CachedAnswer, HotCache
 from federation.router.metrics import RouterMetrics
 from federation.router.params import PairQuery
@@ -186,12 +186,7 @@ class Federation:
         rank, as_of, rank_missing = await self._rank(q)
         if rank is None or as_of is None or rank_missing:
             return None
-        head = {
-            "pair": q.pair,
-            "rank": f"{rank[0]}/{rank[1]}",
-            "duration": str(q.duration),
-            "rank_as_of": iso_time(as_of),
-        }
+        head = answer_head(q, rank, as_of)
         return await hot.answer(q, head, self.strict_max_rows if q.strict else None)
 
     async def pair_answer(self, q: PairQuery) -> PairAnswer:

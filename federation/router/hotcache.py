@@ -45,12 +45,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from federation.core import influxql
 from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.influx import ShardClient
 from federation.core.periodic import Periodic
+from federation.router.answer import closing, opening
 from federation.router.metrics import RouterMetrics
 from federation.router.params import PairQuery
 from federation.router.rows import Row, encode_points
@@ -64,8 +63,7 @@ EXTENDING = 4  # pairs extended at once: each holds a connection per shard while
 GZIP_LEVEL = 6
 # Between two elements of ``prices``: ids, times and numbers hold no brace (ids.py).
 _BETWEEN = re.compile(rb"\},\{")
-# The end of a complete answer, as the uncached answer writes it.
-TAIL = b"]," + orjson.dumps({"partial": False, "missing_shards": []})[1:]
+TAIL = closing({})  # the end of a complete answer
 
 
 class Block:
@@ -266,14 +264,14 @@ class HotCache:
         start = self.clock.now_ms() - q.duration.seconds * 1000 + 1
         if start < entry.held_start:
             return None
-        head_bytes = orjson.dumps(head)
+        head_bytes = opening(head)
         where, parts, rows = entry.prices(start, q.exchange)
         if not rows:
             return None
         key = (*where, head_bytes)
         cached = entry.answers.get(key)
         if cached is None:
-            body = b"".join((head_bytes[:-1], b',"prices":[', b",".join(parts), TAIL))
+            body = b"".join((head_bytes, b",".join(parts), TAIL))
             cached = entry.answers[key] = CachedAnswer(body, rows, lambda: self._resized(entry))
             while len(entry.answers) > ANSWERS_PER_PAIR:
                 entry.answers.popitem(last=False)
