@@ -34,6 +34,7 @@ import re
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from federation.core import influxql
@@ -217,6 +218,21 @@ class FakeShard:
                     yield chunk
         finally:
             self.open_streams -= 1
+
+    async def query_lines(
+        self, statement: Statement, *, epoch: str = "ms", chunk_size: int = 10_000
+    ) -> AsyncGenerator[bytes, None]:
+        """The chunks as InfluxDB writes them: a JSON line each, ``partial`` on all but
+        the last, at the series and at the result, fields in InfluxDB's order."""
+        lines = self.query_chunks(statement, epoch=epoch, chunk_size=chunk_size)
+        async with contextlib.aclosing(lines) as chunks:
+            async for chunk in chunks:
+                result: dict[str, Any] = {"statement_id": 0}
+                if chunk:
+                    result["series"] = [_in_influx_order(s) for s in chunk]
+                    if chunk[-1].get("partial"):
+                        result["partial"] = True
+                yield orjson.dumps({"results": [result]})
 
     async def _chunks(
         self, statement: Statement, epoch: str, chunk_size: int
@@ -420,6 +436,11 @@ _ANSWERS: Mapping[str, Callable[..., Answer]] = {
     "front_show": FakeShard._front_show,
 }
 KINDS = frozenset(_ANSWERS)  # the statement kinds a FakeShard answers
+
+
+def _in_influx_order(series: Series) -> dict[str, Any]:
+    order = ("name", "tags", "columns", "values", "partial")
+    return {key: series[key] for key in order if key in series}  # type: ignore[literal-required]
 
 
 def _series(columns: list[str], values: list[list[Any]], **tags: str) -> Series:

@@ -69,6 +69,10 @@ class ShardClient(Protocol):
         self, statement: Statement, *, epoch: str = "ms", chunk_size: int = 10_000
     ) -> AsyncGenerator[list[Series], None]: ...
 
+    def query_lines(
+        self, statement: Statement, *, epoch: str = "ms", chunk_size: int = 10_000
+    ) -> AsyncGenerator[bytes, None]: ...
+
     async def execute(self, statement: Statement) -> list[list[Series]]: ...
 
     async def create_database(self) -> None: ...
@@ -165,6 +169,16 @@ class InfluxClient:
     ) -> AsyncGenerator[list[Series], None]:
         """Run one read-only statement with ``chunked=true``: its series arrive a chunk
         at a time (one JSON object per line), so no answer is ever held whole."""
+        lines = self.query_lines(statement, epoch=epoch, chunk_size=chunk_size)
+        async with contextlib.aclosing(lines):
+            async for line in lines:
+                yield parse_chunk(self.name, line)
+
+    async def query_lines(
+        self, statement: Statement, *, epoch: str = "ms", chunk_size: int = 10_000
+    ) -> AsyncGenerator[bytes, None]:
+        """:meth:`query_chunks` unread: each chunk's line as the shard sent it, for a
+        reader that needs no Python object per value (:func:`parse_chunk` reads one)."""
         params = {
             "db": self.database,
             "q": statement.text,
@@ -184,11 +198,7 @@ class InfluxClient:
                     await response.aread()
                     self._check_status(response, "GET", "/query")
                 async for line in _lines(response.aiter_bytes()):
-                    yield self._statement(self._json(line))
-
-    def _statement(self, body: dict[str, Any]) -> list[Series]:
-        results = self._results_of(body)
-        return results[0] if results else []
+                    yield line
 
     async def execute(self, statement: Statement) -> list[list[Series]]:
         """Run InfluxQL that changes state (CREATE, DROP, DELETE): POST, as the API asks."""
@@ -200,24 +210,35 @@ class InfluxClient:
         await self.execute(influxql.create_database(self.database))
 
     def _results(self, response: httpx.Response) -> list[list[Series]]:
-        return self._results_of(self._json(response.content))
+        return parse_results(self.name, response.content)
 
-    def _json(self, content: bytes) -> dict[str, Any]:
-        try:
-            body: dict[str, Any] = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            raise ShardUnavailable(self.name, "answered a body that is not JSON") from None
-        return body
 
-    def _results_of(self, body: dict[str, Any]) -> list[list[Series]]:
-        if "error" in body:
-            raise QueryError(self.name, str(body["error"]))
-        out: list[list[Series]] = []
-        for result in body.get("results", []):
-            if "error" in result:
-                raise QueryError(self.name, str(result["error"]))
-            out.append(result.get("series", []))
-        return out
+def parse_results(
+    shard: str, body: bytes, loads: Callable[[bytes], Any] = orjson.loads
+) -> list[list[Series]]:
+    """The series of each statement of a shard's JSON answer (``loads`` reads it); an
+    error the shard reports raises ``QueryError``, a body that is not JSON
+    ``ShardUnavailable``."""
+    try:
+        answer: dict[str, Any] = loads(body)
+    except ValueError:  # orjson's and json's decode errors are both ValueErrors
+        raise ShardUnavailable(shard, "answered a body that is not JSON") from None
+    if "error" in answer:
+        raise QueryError(shard, str(answer["error"]))
+    out: list[list[Series]] = []
+    for result in answer.get("results", []):
+        if "error" in result:
+            raise QueryError(shard, str(result["error"]))
+        out.append(result.get("series", []))
+    return out
+
+
+def parse_chunk(
+    shard: str, line: bytes, loads: Callable[[bytes], Any] = orjson.loads
+) -> list[Series]:
+    """The series of one chunk of a ``chunked=true`` answer (one statement's)."""
+    results = parse_results(shard, line, loads)
+    return results[0] if results else []
 
 
 def clients_for(

@@ -17,7 +17,7 @@ from federation.core.errors import AnswerTooLarge
 from federation.core.timefmt import iso_time
 from federation.router.metrics import RouterMetrics
 from federation.router.params import PairQuery
-from federation.router.rows import Row, encode_points
+from federation.router.rows import PriceRows
 from federation.router.stream import MergedPrices
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,8 @@ class PairAnswer:
         rank_missing: dict[str, str],
         owners: list[str],
         merged: MergedPrices,
-        first: list[Row] | None,
-        rest: AsyncGenerator[list[Row], None],
+        first: PriceRows | None,
+        rest: AsyncGenerator[PriceRows, None],
         metrics: RouterMetrics,
     ) -> None:
         self.request = f"GET /{q.pair}"
@@ -78,7 +78,7 @@ class PairAnswer:
         self._rank_missing = rank_missing
         self._owners = owners
         self._merged = merged
-        self._pending: list[list[Row]] = [first] if first else []
+        self._pending: list[PriceRows] = [first] if first else []
         self._rest = rest
         self._metrics = metrics
 
@@ -119,10 +119,10 @@ class PairAnswer:
         separator = b""
         try:
             for batch in self._pending:
-                yield separator + encode_points(batch)
+                yield separator + batch.encoded()
                 separator = b","
             async for batch in self._rest:
-                yield separator + encode_points(batch)
+                yield separator + batch.encoded()
                 separator = b","
         finally:
             await self._merged.aclose()

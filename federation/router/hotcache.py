@@ -3,7 +3,7 @@ answer is a few slices joined instead of a fan-out, a merge and an encoding.
 
 Per pair it holds every point at or after ``held_start`` (the time of the last
 extension minus 24 h) in blocks of one hour, each block the answer's JSON elements of
-its points (the same bytes :func:`~federation.router.rows.encode_points` writes),
+its points (the same bytes :meth:`~federation.router.rows.PriceRows.encoded` writes),
 with the times and exchanges that cut a window out of it. A pair is filled on its first
 request (concurrent first requests share one fill) with one statement to every shard,
 merged as the uncached answer merges them (:class:`~federation.router.stream.MergedPrices`).
@@ -36,9 +36,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import gzip
-import itertools
 import logging
-import re
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -52,7 +50,7 @@ from federation.core.periodic import Periodic
 from federation.router.answer import closing, opening
 from federation.router.metrics import RouterMetrics
 from federation.router.params import PairQuery
-from federation.router.rows import Row, encode_points
+from federation.router.rows import PriceRows
 from federation.router.stream import MergedPrices
 
 log = logging.getLogger(__name__)
@@ -61,8 +59,6 @@ HOLD_MS = 24 * HOUR_MS  # the default window: what a pair's entry holds
 ANSWERS_PER_PAIR = 4  # encoded answers kept per pair (windows, exchanges, rank changes)
 EXTENDING = 4  # pairs extended at once: each holds a connection per shard while it reads
 GZIP_LEVEL = 6
-# Between two elements of ``prices``: ids, times and numbers hold no brace (ids.py).
-_BETWEEN = re.compile(rb"\},\{")
 TAIL = closing({})  # the end of a complete answer
 
 
@@ -70,14 +66,11 @@ class Block:
     """One hour of a pair's points: their JSON elements joined by commas, where each
     starts (and, last, where one after the end would), their times and exchanges."""
 
-    def __init__(self, rows: list[Row], names: dict[str, int]) -> None:
-        self.encoded = encode_points(rows)
-        starts = [0, *(m.start() + 2 for m in _BETWEEN.finditer(self.encoded))]
-        self.starts = array("q", [*starts, len(self.encoded) + 1])
-        self.times = array("q", [row[0] for row in rows])
-        self.exchanges = array("H", [names.setdefault(row[2], len(names)) for row in rows])
-        if len(starts) != len(rows):
-            raise ValueError("an encoded point holds a brace: the hot cache cannot cut it")
+    def __init__(self, rows: PriceRows, names: dict[str, int]) -> None:
+        self.encoded = rows.encoded()
+        self.starts = array("q", rows.starts())
+        self.times = array("q", rows.times)
+        self.exchanges = array("H", [names.setdefault(e, len(names)) for e in rows.exchanges])
 
     @property
     def nbytes(self) -> int:
@@ -139,14 +132,16 @@ class Entry:
     answers: OrderedDict[tuple[Any, ...], CachedAnswer] = field(default_factory=OrderedDict)
     nbytes: int = 0
 
-    def replace(self, start_ms: int, end_ms: int | None, rows: list[Row]) -> None:
+    def replace(self, start_ms: int, end_ms: int | None, rows: PriceRows) -> None:
         """What the shards hold from ``start_ms`` to ``end_ms`` (None: on) is ``rows``
         (time-ordered); the hours it touches are replaced whole."""
         first = start_ms // HOUR_MS * HOUR_MS
         for hour in [h for h in self.blocks if h >= first and (end_ms is None or h < end_ms)]:
             del self.blocks[hour]
-        for hour, group in itertools.groupby(rows, key=lambda r: r[0] // HOUR_MS * HOUR_MS):
-            self.blocks[hour] = Block(list(group), self.names)
+        while rows:
+            hour = rows.times[0] // HOUR_MS * HOUR_MS
+            count = bisect.bisect_left(rows.times, hour + HOUR_MS)
+            self.blocks[hour] = Block(rows.take(count), self.names)
         self.answers.clear()
 
     def trim(self, held_start: int) -> None:
@@ -309,7 +304,7 @@ class HotCache:
         self._resized(entry)
         return entry
 
-    async def _read(self, pair: str, start_ms: int, end_ms: int | None) -> tuple[list[Row], bool]:
+    async def _read(self, pair: str, start_ms: int, end_ms: int | None) -> tuple[PriceRows, bool]:
         """The pair's points from every shard, merged; and whether a shard was missing."""
         merged = MergedPrices(
             self._clients(),
@@ -317,7 +312,7 @@ class HotCache:
             shard_timeout=self._shard_timeout,
             deadline_s=self._deadline_s,
         )
-        rows: list[Row] = []
+        rows = PriceRows()
         async for batch in merged.batches():
             rows.extend(batch)
         return rows, bool(merged.missing)

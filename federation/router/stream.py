@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import itertools
 import logging
 import time
 from collections.abc import AsyncGenerator, Mapping
@@ -21,19 +20,19 @@ from collections.abc import AsyncGenerator, Mapping
 from federation.core.errors import ShardError
 from federation.core.influx import ShardClient
 from federation.core.influxql import Statement
-from federation.router.rows import ORDER, TIME, Row, ordered, rows_from_series
+from federation.router.rows import PriceRows, rows_of_chunk
 
 log = logging.getLogger(__name__)
 
 
 async def _shard_rows(
     client: ShardClient, statement: Statement, chunk_size: int
-) -> AsyncGenerator[list[Row], None]:
+) -> AsyncGenerator[PriceRows, None]:
     # aclosing: when this generator is closed, the shard's stream is closed with it, at
     # once (an abandoned ``async for`` would leave it to the garbage collector).
-    async with contextlib.aclosing(client.query_chunks(statement, chunk_size=chunk_size)) as chunks:
-        async for series in chunks:
-            rows = rows_from_series(series)
+    async with contextlib.aclosing(client.query_lines(statement, chunk_size=chunk_size)) as lines:
+        async for line in lines:
+            rows = rows_of_chunk(client.name, line)
             if rows:
                 yield rows
 
@@ -51,7 +50,7 @@ class MergedPrices:
         self._sources = {
             name: _shard_rows(client, statement, chunk_size) for name, client in clients.items()
         }
-        self._buffers: dict[str, list[Row]] = {name: [] for name in clients}
+        self._buffers = {name: PriceRows() for name in clients}
         self._active = set(clients)
         self._shard_timeout = shard_timeout
         self._deadline_s = deadline_s
@@ -80,7 +79,7 @@ class MergedPrices:
             return
         self._buffers[name].extend(chunk)
 
-    async def batches(self) -> AsyncGenerator[list[Row], None]:
+    async def batches(self) -> AsyncGenerator[PriceRows, None]:
         """Time-ordered, de-duplicated rows, a batch at a time."""
         try:
             await asyncio.gather(*(self._fill(n) for n in list(self._active)))
@@ -93,31 +92,27 @@ class MergedPrices:
                         yield batch
                     return
                 # No shard still answering can send a row earlier than this time.
-                frontier = min(self._buffers[n][-1][0] for n in self._active)
+                frontier = min(self._buffers[n].times[-1] for n in self._active)
                 batch = self._take(frontier)
                 if batch:
                     yield batch
-                laggard = min(self._active, key=lambda n: self._buffers[n][-1][0])
+                laggard = min(self._active, key=lambda n: self._buffers[n].times[-1])
                 await self._fill(laggard)
         finally:
             await self.aclose()
 
-    def _take(self, before: int | None) -> list[Row]:
-        runs: list[list[Row]] = []
+    def _take(self, before: int | None) -> PriceRows:
+        runs: list[PriceRows] = []
         for buffer in self._buffers.values():
-            cut = len(buffer) if before is None else bisect.bisect_left(buffer, before, key=TIME)
+            cut = len(buffer) if before is None else bisect.bisect_left(buffer.times, before)
             if cut:
-                runs.append(buffer[:cut])
-                del buffer[:cut]
+                runs.append(buffer.take(cut))
         # One run (one shard holds the pair) comes ordered and unique as InfluxDB sends
-        # it, which a C pass confirms; otherwise sort and unique run in C (key functions,
-        # a dict), never a Python loop per row.
-        if len(runs) == 1 and ordered(runs[0]):
+        # it, which a C pass confirms; only rows of several shards are sorted and made
+        # unique (a Python step per row, as only replicas or a move in progress need).
+        if len(runs) == 1 and runs[0].ordered():
             return runs[0]
-        taken = runs[0] if len(runs) == 1 else list(itertools.chain.from_iterable(runs))
-        taken.sort(key=ORDER)
-        unique = dict(zip(map(ORDER, taken), taken, strict=True))
-        return taken if len(unique) == len(taken) else list(unique.values())
+        return PriceRows.merged(runs)
 
     async def _close(self, name: str) -> None:
         with contextlib.suppress(Exception):

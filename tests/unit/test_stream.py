@@ -30,7 +30,7 @@ async def merge(*shards: FakeShard) -> tuple[Rows, dict[str, str]]:
     clients = {s.name: s for s in shards}
     query = prices_query("btcusd", Duration(1, "h"))
     merged = MergedPrices(clients, query, shard_timeout=0.3, deadline_s=2)
-    rows = [(t, p, e) for batch in [b async for b in merged.batches()] for t, p, e in batch]
+    rows = [point async for batch in merged.batches() for point in batch.points()]
     return rows, merged.missing
 
 
