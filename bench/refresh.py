@@ -7,8 +7,10 @@ simulated time, the ingester's writer writes the minute's ticks, and every route
 refreshes as of that minute, one router after the other, each both ways (the order
 alternating):
 
-- **now**: ``RankTable.refresh`` (the write counters, the newest minute, the count of
-  what is newer; the full count at a new hour);
+- **now**: ``RankTable.refresh`` (the write counters and the minute rollup the
+  ingester wrote after each tick: the newest minute's moments; the minutes of the hour
+  the 24 h window reaches at a new hour), plus what writing the rollup cost influxd
+  (once a minute, whatever the number of routers);
 - **before**: the statements every refresh of the previous version sent (a COUNT per
   hour of the 25 held hours, and the moments of the three window edges: the part of the
   oldest hour in the 24 h window, of the oldest hour in the 1 h window, and the current
@@ -50,6 +52,7 @@ from federation.core.logs import setup_logging
 from federation.core.types import Series
 from federation.router.ranktable import RankTable
 from federation.tools.localcluster import LocalCluster
+from ingest.rollup import MinuteRollup
 from ingest.simulated import SimulatedMarket
 from ingest.writer import ShardWriter
 
@@ -127,11 +130,21 @@ class Run:
         await asyncio.gather(*(self.gather(s) for s in previous_refresh(t)))
 
     async def minutes(self, end: int, count: int, tick_s: int, sides: dict[str, Side]) -> None:
-        """``count`` simulated minutes after ``end``: the ticks written, then every side."""
+        """``count`` simulated minutes after ``end``: the ticks written with the minute
+        rollup after each (as the ingester sends it), then every side."""
+        rollup = MinuteRollup(tick_s * 1000)
         for k in range(1, count + 1):
             t = end + k * MINUTE
+            rolled = 0.0  # influxd CPU of the rollup's writes: a cost of "now" alone
             for i in range(60 // tick_s):
-                await self.writer.write(self.market.snapshot(t - MINUTE + (i + 1) * tick_s * 1000))
+                tick = t - MINUTE + (i + 1) * tick_s * 1000
+                frame = self.market.snapshot(tick)
+                # As the ingester writes: the tick rows with the prices (their share of
+                # the write is not told apart), the minute's rows after them.
+                rows = rollup.tick(tick, frame, self.local.shard_map)
+                report = await self.writer.write(frame, rows)
+                lines = rollup.close(tick, report, self.local.shard_map)
+                rolled += await self.cpu_of(self.writer.write_lines(lines))
             # Each router's refresh alone, the two sides alternating: the first router's
             # is the 1-router figure, the three together the 3-router one.
             cpu: dict[str, list[float]] = {"now": [], "before": []}
@@ -142,7 +155,8 @@ class Run:
                     cpu[label].append(await self.cpu_of(run))
             for label, side in sides.items():
                 routers = 3 if "3" in label else 1
-                value = sum(cpu[label.split(",")[0]][:routers])
+                now = label.startswith("now")
+                value = sum(cpu[label.split(",")[0]][:routers]) + (rolled if now else 0.0)
                 if t % HOUR == 0:
                     side.hour = value
                 else:
@@ -169,8 +183,12 @@ async def bench_all(
             await ensure_databases(run.clients)
             end = (now_ms() // HOUR - 2) * HOUR - (minutes // 2) * MINUTE
             started = time.perf_counter()
+            # The ingester has been writing the rollup all along.
+            rollup = MinuteRollup(MINUTE, whole_from=end - hours * HOUR - MINUTE)
             for frame in run.market.history(end - hours * HOUR, end + MINUTE, MINUTE, 1_000_000):
-                await run.writer.write(frame)
+                report = await run.writer.write(frame)
+                last = int(frame["time"].max())
+                await run.writer.write_lines(rollup.lines(last, frame, report, local.shard_map))
             print(f"  backfill: {time.perf_counter() - started:.0f}s", flush=True)
             first = statistics.mean([await run.cpu_of(table.refresh(end)) for table in run.tables])
             print(f"  first refresh: {first:.1f}s influxd CPU per router", flush=True)
@@ -183,8 +201,13 @@ async def bench_all(
                     print(f"  {tick_s} s ticks, {label}: {side.averaged:.3f} s/min", flush=True)
                 # on to the same minutes of the next hour, one tick a minute, unmeasured
                 nxt = end + HOUR
-                for frame in run.market.history(end + (minutes + 1) * MINUTE, nxt + MINUTE, MINUTE):
-                    await run.writer.write(frame)
+                start = end + (minutes + 1) * MINUTE
+                rollup = MinuteRollup(MINUTE, whole_from=start - MINUTE)
+                for frame in run.market.history(start, nxt + MINUTE, MINUTE):
+                    report = await run.writer.write(frame)
+                    last = int(frame["time"].max())
+                    lines = rollup.lines(last, frame, report, local.shard_map)
+                    await run.writer.write_lines(lines)
                 for table in run.tables:
                     await table.refresh(nxt)
                 end = nxt

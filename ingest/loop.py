@@ -29,6 +29,7 @@ from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.periodic import Periodic
 from federation.core.timefmt import iso_time
 from ingest.errors import SourceError
+from ingest.rollup import MinuteRollup
 from ingest.source import Snapshot, Source, validate
 from ingest.writer import ShardWriter, WriteReport
 
@@ -72,6 +73,7 @@ class Ingester:
         interval_s: float = 60.0,
         observers: Sequence[Observer] = (),
         *,
+        rollup: MinuteRollup | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if not 1 <= interval_s <= MAX_INTERVAL_S:
@@ -83,6 +85,7 @@ class Ingester:
         else:
             self.source = _Wrapped(source)
         self.writer = writer
+        self.rollup = rollup  # the minute rollup written after each tick (None: none)
         self.interval_ms = round(interval_s * 1000)
         self.observers = tuple(observers)
         self.clock = clock
@@ -170,18 +173,22 @@ class Ingester:
             self.ticks += 1
             self.source_errors[exc.reason] += 1
             log.error("tick %s: nothing written: %s", stamp, exc)
+            await self._roll(time_ms, WriteReport())
             return WriteReport()
         except TimeoutError:
             self.ticks += 1
             self.source_errors["timeout"] += 1
             log.error("tick %s: the source did not answer within the interval", stamp)
+            await self._roll(time_ms, WriteReport())
             return WriteReport()
         problems = snapshot.problems.copy()
         if snapshot.ignored:  # expected in the source's lists: counted, not warned
             self.ignored.update(snapshot.ignored)
             log.debug("tick %s: ignored %s", stamp, _describe(snapshot.ignored))
         frame = validate(snapshot.rows, time_ms, problems)
-        report = await self.writer.write(frame)
+        rows = self.rollup.tick(time_ms, frame, self.writer.shard_map) if self.rollup else {}
+        report = await self.writer.write(frame, rows)
+        await self._roll(time_ms, report)
         self.ticks += 1
         self.total.merge(report)
         self.problems.update(problems)
@@ -210,6 +217,20 @@ class Ingester:
             )
         self._spool_status()
         return report
+
+    async def _roll(self, time_ms: int, report: WriteReport) -> None:
+        """Send the rows of the minutes this tick ended, after its prices (the same
+        queues: a shard that is down gets them after the prices they describe)."""
+        if self.rollup is None:
+            return
+        parts = self.rollup.close(time_ms, report, self.writer.shard_map)
+        if parts:
+            rolled = await self.writer.write_lines(parts)
+            if rolled.failed:
+                failed = ", ".join(sorted(rolled.failed))
+                log.warning(
+                    "tick %s: the minute rollup was not stored on %s", iso_time(time_ms), failed
+                )
 
     def _spool_status(self) -> None:
         spool = self.writer.spool

@@ -188,6 +188,13 @@ class IngestSettings(SettingsModel):
         help="unit of numeric times",
     )
 
+    no_rollup: bool = setting(
+        False,
+        flag="--no-rollup",
+        group=WRITES,
+        help="write no minute rollup beside the prices (routers then read the newest"
+        " minutes from the prices themselves, each router at its own cost to the shards)",
+    )
     spool_dir: str | None = setting(
         env="FEDERATION_SPOOL_DIR",
         flag="--spool-dir",

@@ -175,13 +175,19 @@ class ShardWriter:
                 out.setdefault(names[index], []).extend(lines[column == index].tolist())
         return out
 
-    async def write(self, frame: pd.DataFrame) -> WriteReport:
+    async def write(
+        self, frame: pd.DataFrame, extra: Mapping[str, list[str]] | None = None
+    ) -> WriteReport:
+        """Write the frame's prices to their owners; ``extra`` lines (by shard) go in the
+        same writes, after them (the minute rollup's tick rows)."""
         self.resume()
         clean = finite_rows(frame)
         report = WriteReport(invalid_rows=len(frame) - len(clean))
-        if clean.empty:
-            return report
-        report.merge(await self.write_lines(self.split_lines(clean)))
+        parts = self.split_lines(clean) if not clean.empty else {}
+        for name, lines in (extra or {}).items():
+            parts.setdefault(name, []).extend(lines)
+        if parts:
+            report.merge(await self.write_lines(parts))
         return report
 
     async def write_lines(self, parts: Mapping[str, list[str]]) -> WriteReport:
@@ -307,16 +313,17 @@ class ShardWriter:
         """Split a batch spooled for ``name`` by the current map: the body of the lines
         it still owns, and the lines of pairs it no longer owns, by their owners now."""
         pairs = self.placement(body)
-        if len(pairs) != body.count(b"\n"):
-            return body, {}  # a line without a placement key: it stays where it was spooled
         owners = {p: self.shard_map.owners(p) for p in set(pairs)}
         if all(name in o for o in owners.values()):
             return body, {}  # the usual case, decided per distinct pair
         lines = body.decode().splitlines()
+        keys: list[str | None] = list(pairs)
+        if len(pairs) != len(lines):  # lines without a placement key (the rollup's)
+            keys = [next(iter(self.placement(f"{line}\n".encode())), None) for line in lines]
         kept: list[str] = []
         moved: dict[str, list[str]] = {}
-        for line, pair in zip(lines, pairs, strict=True):
-            if name in owners[pair]:
+        for line, pair in zip(lines, keys, strict=True):
+            if pair is None or name in owners[pair]:  # a line without one stays
                 kept.append(line)
             else:
                 for owner in owners[pair]:

@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from federation.core import influxql
+from federation.core import influxql, rollup
 from federation.core import influxql_ast as tree
 from federation.core.durations import Duration
 from federation.core.errors import QueryError, ShardRejected, ShardUnavailable
@@ -107,6 +107,25 @@ def parse_line(line: str, precision: str) -> dict[str, Any]:
     }
 
 
+_ROLLUP_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^,]+)')
+
+
+def parse_rollup_line(line: str, precision: str) -> tuple[str, int, dict[str, Any]]:
+    """A minute rollup line (:mod:`federation.core.rollup`): its tags as a key, its time
+    in ns and its fields."""
+    key, rest = line.split(" ", 1)
+    fields_text, stamp = rest.rsplit(" ", 1)
+    fields: dict[str, Any] = {}
+    for name, value in _ROLLUP_FIELD.findall(fields_text):
+        if value.startswith('"'):
+            fields[name] = re.sub(r"\\(.)", r"\1", value[1:-1])
+        elif value.endswith("i"):
+            fields[name] = int(value[:-1])
+        else:
+            fields[name] = float(value)
+    return key, int(stamp) * NS[precision], fields
+
+
 def _value(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
 
@@ -139,6 +158,8 @@ class FakeShard:
         self.created = 0  # create_database calls that succeeded
         self.open_streams = 0  # chunked answers begun and not yet closed
         self.points_written = 0  # every point stored, rewrites too (InfluxDB's writePointsOk)
+        # The minute rollup by (series key, time ns): its fields.
+        self.rollup_rows: dict[tuple[str, int], dict[str, Any]] = {}
 
     # Points.
 
@@ -156,7 +177,13 @@ class FakeShard:
     def _store(self, body: bytes, precision: str) -> None:
         rows = []
         for line in body.decode().splitlines():
+            if line.startswith(f"{rollup.MEASUREMENT},"):
+                key, time_ns, fields = parse_rollup_line(line, precision)
+                self.rollup_rows[(key, time_ns)] = fields  # a rewrite replaces, as in InfluxDB
+                self.points_written += 1
+                continue
             if _OTHER_POINT.match(line) and not line.startswith(f"{MEASUREMENT},"):
+                self.points_written += 1
                 continue  # another measurement: kept in ``lines`` only, never queried
             try:
                 rows.append(parse_line(line, precision))
@@ -359,6 +386,25 @@ class FakeShard:
         ]
         return [[_series(list(columns), values)] if values else []]
 
+    def _rollup_query(self, unit: int, span: TimeRange, minutes: tuple[int, ...]) -> Answer:
+        start, end = span.start_ms * NS["ms"], span.end_ms * NS["ms"]
+        slots = {rollup.slot(m) for m in minutes}
+        columns = ["time", "exchange", "pair", "n", "mean", "m2", "rows", "points", "late"]
+        by_kind: dict[str, list[tuple[int, list[Any]]]] = {}
+        for (key, time_ns), fields in self.rollup_rows.items():
+            inside = (time_ns >= start) if span.start_inclusive else (time_ns > start)
+            inside &= (time_ns <= end) if span.end_inclusive else (time_ns < end)
+            tags = parse_series_key(key)
+            if inside and (tags["kind"] != "series" or len(slots) >= 60 or tags["slot"] in slots):
+                values = [time_ns // unit, *(fields.get(c) for c in columns[1:])]
+                by_kind.setdefault(tags["kind"], []).append((time_ns, values))
+        return [
+            [
+                _series(columns, [v for _, v in sorted(rows, key=lambda r: r[0])], kind=kind)
+                for kind, rows in sorted(by_kind.items())
+            ]
+        ]
+
     def _write_stats(self, unit: int) -> Answer:
         """InfluxDB's ``shard`` statistics: one storage shard of this database, whose
         ``writePointsOk`` counts every point written (a rewrite of a stored one too)."""
@@ -426,6 +472,7 @@ _ANSWERS: Mapping[str, Callable[..., Answer]] = {
     "count_query": FakeShard._count,
     "points_query": FakeShard._points_raw,
     "write_stats_query": FakeShard._write_stats,
+    "rollup_query": FakeShard._rollup_query,
     "buckets_query": FakeShard._buckets,
     "last_prices_query": FakeShard._last_prices,
     "series_query": FakeShard._series_keys,

@@ -25,6 +25,8 @@ from typing import ParamSpec
 
 from federation.core import influxql_ast as ast
 from federation.core.durations import Duration
+from federation.core.rollup import MEASUREMENT as ROLLUP
+from federation.core.rollup import slot
 
 MEASUREMENT = "price"
 
@@ -231,6 +233,25 @@ def points_query(span: TimeRange) -> str:
     """Every point in the range with its series' tags, as one series (no GROUP BY): the
     rank table's newest minute, whose moments the router makes itself."""
     return f"SELECT {_PRICE}, {_EXCHANGE}, {_PAIR} FROM {_M}" + _where(span.condition())
+
+
+@_catalogued
+def rollup_query(span: TimeRange, minutes: tuple[int, ...]) -> str:
+    """The minute rollup (:mod:`federation.core.rollup`) in the range, by kind: the done
+    and tick rows, and the series rows of ``minutes`` only (their slots: a few series
+    however many series of prices, the rank table's newest minutes)."""
+    fields = ("exchange", "pair", "n", "mean", "m2", "rows", "points", "late")
+    slots = sorted({slot(m) for m in minutes})
+    kinds = [f"{quote_ident('kind')} = {quote_literal(k)}" for k in ("done", "tick")]
+    if len(slots) < 60:
+        kinds += [f"{quote_ident('slot')} = {quote_literal(s)}" for s in slots]
+    else:
+        kinds.append(f"{quote_ident('kind')} = {quote_literal('series')}")
+    return (
+        f"SELECT {', '.join(map(quote_ident, fields))} FROM {quote_ident(ROLLUP)}"
+        + _where(span.condition(), "(" + " OR ".join(kinds) + ")")
+        + f" GROUP BY {quote_ident('kind')}"
+    )
 
 
 @_catalogued

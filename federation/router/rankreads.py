@@ -14,19 +14,27 @@ slack. The minutes read once an hour (those of the hour the 24 h window starts i
 those read again after late points come raw as well. With many points a series (1 s
 ticks: 60) raw rows cost influxd about what the aggregates do, and the router the
 parsing of every row, so the moments and the count are asked for as before.
+
+Cheapest of all is the ingester's minute rollup (:mod:`federation.core.rollup`): a row
+per series a minute in one series per minute of the hour, and a tick row per tick. When
+every shard holds it whole for the newest minutes, a refresh reads those minutes' moments
+and the slack (the tick rows past the minute) from it and nothing else, whatever the
+tick rate; the minutes of the hour the 24 h window reaches come from it too when it
+tells the points the table's count of that hour says the shards hold. Otherwise (no
+ingester, one that started mid-minute or lags, a minute some shard lacks), the reads
+above; the rollup's own rows are then only counted, for the write account.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from federation.core import influxql
+from federation.core import influxql, moments, rollup
 from federation.core.influxql import Statement, TimeRange
 from federation.core.types import Series
-from federation.router import moments
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -60,6 +68,9 @@ class Newest:
     slack: dict[str, int]  # points newer than f, per answering shard
     missing: set[str]
     points_per_series: float  # in a minute, on average over the minutes read
+    # Points each shard stores in a minute besides its prices (the rollup's own rows),
+    # which its write counter counts as well.
+    overhead: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
 def _points(answer: Answer) -> pd.DataFrame:
@@ -168,7 +179,65 @@ class Reader:
 
     async def newest(self, start: int, f: int) -> Newest:
         """The minutes (start, f] (none when ``start == f``) and the points newer than f
-        per shard: one statement of raw points, or the minutes' moments and a count."""
+        per shard: from the minute rollup when every shard holds it whole for them, else
+        one statement of raw points, or the minutes' moments and a count."""
+        minutes = range(start, f, MINUTE_MS)
+        answers, missing = await self._gather(
+            influxql.rollup_query(TimeRange(start, f + DAY_MS, False, True), tuple(minutes))
+        )
+        rollups = {name: rollup.read(a[0] if a else []) for name, a in answers.items()}
+        # With no minute to read, the rollup cannot tell the slack (no tick row may mean
+        # no ingester): the points are counted.
+        if minutes and rollups and all(r.complete(m) for r in rollups.values() for m in minutes):
+            return self._from_rollups(rollups, missing, start, f)
+        newest = await self._newest_read(start, f)
+        # The rollup's rows the shards hold all the same (a minute not yet whole, a
+        # rollup some shard lacks): the write account expects them too.
+        for name, held in rollups.items():
+            for m in minutes:
+                newest.overhead.setdefault(m, {})[name] = held.stored(m)
+            if name in newest.slack:
+                newest.slack[name] += sum(1 for t, _, _ in held.ticks if t > f)
+        return newest
+
+    async def rolled_up(self, span: TimeRange, counts: dict[str, int]) -> dict[int, Part] | None:
+        """The minutes of ``span`` from the rollup, when every shard holds it whole for them
+        and it tells, per shard, the points ``counts`` says the shards hold (a held hour's
+        counts: late points since the rollup was written would show there); else None."""
+        minutes = range(span.start_ms, span.end_ms, MINUTE_MS)
+        answers, missing = await self._gather(influxql.rollup_query(span, tuple(minutes)))
+        rollups = {name: rollup.read(a[0] if a else []) for name, a in answers.items()}
+        if missing or not all(r.complete(m) for r in rollups.values() for m in minutes):
+            return None
+        told = {name: sum(r.done[m][1] for m in minutes) for name, r in rollups.items()}
+        if any(told.get(name, 0) != counts.get(name, 0) for name in {*told, *counts}):
+            return None
+        return self._from_rollups(rollups, missing, span.start_ms, span.end_ms).parts
+
+    def _from_rollups(
+        self, rollups: dict[str, rollup.ShardRollup], missing: set[str], start: int, f: int
+    ) -> Newest:
+        parts, overhead = {}, {}
+        for m in range(start, f, MINUTE_MS):
+            frames = [r.moments[m] for r in rollups.values() if m in r.moments]
+            frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+            if not frame.empty:
+                frame = frame.drop_duplicates(["bucket", *moments.KEY])  # replicas count once
+            else:
+                frame = moments.from_points(pd.DataFrame(), MINUTE_MS)
+            counts = {name: r.done[m][1] for name, r in rollups.items()}
+            parts[m] = Part(frame, set(missing), counts)
+            overhead[m] = {name: r.stored(m) for name, r in rollups.items()}
+        slack = {
+            name: sum(points + 1 for t, points, _ in r.ticks if t > f)
+            for name, r in rollups.items()
+        }
+        if parts:
+            frame = moments.combine(p.moments for p in parts.values())
+            self.points_per_series = points_per_series(frame, len(parts))
+        return Newest(parts, slack, missing, self.points_per_series or 0.0, overhead)
+
+    async def _newest_read(self, start: int, f: int) -> Newest:
         if self.raw:
             span = TimeRange(start, f + DAY_MS, False, True)
             answers, missing = await self._gather(influxql.points_query(span))

@@ -49,14 +49,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from federation.core import influxql
+from federation.core import influxql, moments
 from federation.core.clock import SYSTEM_CLOCK, Clock
 from federation.core.durations import Duration
 from federation.core.errors import Busy
 from federation.core.influxql import TimeRange
 from federation.core.periodic import Periodic
 from federation.core.timefmt import iso_time
-from federation.router import moments
 from federation.router.rank import sort_table, table_from_series
 from federation.router.rankreads import Gather, Part, Reader, counts_by_bucket, merged
 from federation.router.writecheck import WriteCheck, points_written
@@ -217,6 +216,8 @@ class RankTable:
             if self._read_to is None or m >= self._read_to:  # read for the first time
                 for name, n in part.counts.items():
                     found[name] = found.get(name, 0) + n
+                for name, n in newest.overhead.get(m, {}).items():
+                    found[name] = found.get(name, 0) + n
         self._put_minutes(fresh)
         self._read_to = f if self._read_to is None else max(self._read_to, f)
         shards = set(stats) | stats_missing | set(slack) | missing
@@ -323,7 +324,13 @@ class RankTable:
         suffix = end == hour + HOUR_MS
         needed = range(hour if suffix else first, end, MINUTE_MS)
         if any(m not in self._minutes for m in needed):
-            read = await self._reader.buckets(TimeRange(needed[0], end, False, True), MINUTE_MS)
+            span = TimeRange(needed[0], end, False, True)
+            whole = self._hours.get(hour) if len(needed) * MINUTE_MS == HOUR_MS else None
+            read = None
+            if whole is not None and not whole.missing:  # the rollup, if it tells the hour
+                read = await self._reader.rolled_up(span, whole.counts)
+            if read is None:
+                read = await self._reader.buckets(span, MINUTE_MS)
             self._put_minutes({m: p for m, p in read.items() if m not in self._minutes})
         if suffix:  # every suffix of the hour at once
             run: Part | None = None

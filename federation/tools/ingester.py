@@ -39,6 +39,7 @@ from federation.core.timefmt import iso_time
 from federation.tools.settings import IngesterSettings
 from ingest.loop import Ingester
 from ingest.resume import backfill_resumed
+from ingest.rollup import MinuteRollup
 from ingest.settings import IngestSettings, TimeRange
 from ingest.simulated import SimulatedMarket
 from ingest.source import SimulatedSource, Source
@@ -210,7 +211,10 @@ async def tick(
 ) -> None:
     ingest = settings.ingest
     alerts = AlertService(settings.alerts, writer.clients)
-    ingester = Ingester(source, writer, interval_s=ingest.interval_s, observers=[alerts.observe])
+    rollup = None if ingest.no_rollup else MinuteRollup(round(ingest.interval_s * 1000))
+    ingester = Ingester(
+        source, writer, interval_s=ingest.interval_s, observers=[alerts.observe], rollup=rollup
+    )
     log.info(
         "ingesting from %s into %d shards (map %s, replication %d), a tick every %gs",
         source.name if ingest.source != "simulated" else f"{ingest.series} simulated series",

@@ -12,7 +12,7 @@ import httpx2
 import pandas as pd
 import pytest
 
-from federation.core import influxql
+from federation.core import influxql, rollup
 from federation.core.clock import now_ms
 from federation.core.durations import Duration
 from federation.core.influxql import CATALOGUE, Statement, TimeRange
@@ -90,6 +90,7 @@ EXAMPLES = {
         lambda t0: influxql.points_query(_span(t0)), [["time", "price", "exchange", "pair"]]
     ),
     "write_stats_query": Example(lambda t0: influxql.write_stats_query(), [STATS_COLUMNS]),
+    "rollup_query": Example(lambda t0: influxql.rollup_query(_span(t0), (t0,)), [None]),
     "last_prices_query": Example(lambda t0: influxql.last_prices_query(3600), [["time", "last"]]),
     "buckets_query": Example(
         lambda t0: influxql.buckets_query(t0 - 600_000, t0 + 600_000, 60),
@@ -221,3 +222,23 @@ async def test_minute_buckets_close_on_the_right(
     _, answer, t0 = await run_on_influxd(cluster, http, EXAMPLES["bucket_counts_query"])
     # points(t0): three at t0, one a minute later; (t0 - 1m, t0] holds the three
     assert answer[0][0]["values"] == [[t0 - 60_000, 3], [t0, 1]]
+
+
+async def test_rollup_written_to_influxd_reads_back_whole(
+    cluster: LocalCluster, http: httpx2.AsyncClient
+) -> None:
+    client = next(iter((await clients_for(shard_map_for(cluster), http)).values()))
+    minute = now_ms() // 60_000 * 60_000 - 180_000
+    moments = pd.DataFrame(
+        {"exchange": ["ex-b", 'we"ird'], "pair": ["btcusd", "a\\b"], "n": [2, 1]}
+    ).assign(mean=[62052.5, 0.1], m2=[0.5, 0.0])
+    lines = [*rollup.minute_lines(minute, moments), rollup.tick_line(minute + 60_000, 3, 1)]
+    await client.write(("\n".join(lines) + "\n").encode())
+    answer = await client.query(
+        influxql.rollup_query(TimeRange(minute, minute + 60_000, False, True), (minute,))
+    )
+    held = rollup.read(answer[0])
+    got = held.moments[minute][["exchange", "pair", "n", "mean", "m2"]].reset_index(drop=True)
+    assert held.complete(minute)
+    assert got.to_dict("list") == moments.sort_values(["exchange", "pair"]).to_dict("list")
+    assert held.ticks == [(minute + 60_000, 3, 1)]

@@ -15,6 +15,7 @@ from federation.core.influxql import Statement
 from federation.core.types import Series
 from federation.router.ranktable import RankTable
 from federation.tools.localcluster import LocalCluster
+from ingest.rollup import MinuteRollup
 from ingest.writer import ShardWriter
 from tests.integration.conftest import clients_for, shard_map_for
 from tests.integration.test_router_live import expected_rank, loaded, raw_points
@@ -114,3 +115,34 @@ async def test_rank_table_minute_by_minute_with_late_points_equals_pandas(
         assert_table_of_raw(
             await table.snapshot(Duration(seconds, "s")), pd.concat([raw, late]), seconds
         )
+
+
+async def test_rank_table_from_the_ingesters_rollup_equals_pandas(
+    cluster: LocalCluster, http: httpx2.AsyncClient
+) -> None:
+    shard_map = shard_map_for(cluster)
+    clients = await clients_for(shard_map, http)
+    writer = ShardWriter(shard_map, clients)
+    sent: list[list[str]] = []
+
+    async def gather(statement: Statement) -> tuple[dict[str, list[list[Series]]], set[str]]:
+        sent[-1].append(statement.kind)
+        return {name: await client.query(statement) for name, client in clients.items()}, set()
+
+    t = int(time.time() * 1000) // 3_600_000 * 3_600_000 - 5 * 60_000  # before an hour
+    raw = raw_points(t, 180)
+    await writer.write(raw)
+    table = RankTable(gather, database=shard_map.database)
+    sent.append([])
+    await table.refresh(t)
+    rollup = MinuteRollup(60_000)
+    for k in (1, 2, 3, 4):  # ticks as the ingester writes them, the rollup with them
+        tick = raw_points(t + k * 60_000, 1).assign(price=lambda f, k=k: f.price * (1 + k / 100))
+        raw = pd.concat([raw, tick])
+        report = await writer.write(tick, rollup.tick(t + k * 60_000, tick, shard_map))
+        await writer.write_lines(rollup.close(t + k * 60_000, report, shard_map))
+        sent.append([])
+        await table.refresh(t + k * 60_000)
+    for seconds in (3600, 86400):
+        assert_table_of_raw(await table.snapshot(Duration(seconds, "s")), raw, seconds)
+    assert [sorted(kinds) for kinds in sent[1:]] == [["rollup_query", "write_stats_query"]] * 4

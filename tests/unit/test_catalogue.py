@@ -195,6 +195,7 @@ def _arguments(
         bool: True,
         Duration: Duration(1, "h"),
         TimeRange: TimeRange(number, number),  # type: ignore[arg-type]
+        tuple[int, ...]: (number,),
         tree.Select: _select(text),
         tuple[tree.Select, ...]: (_select(text), _select(text)),
         tree.Show: tree.Show(

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from federation.core.moments import COLUMNS, combine, from_points, from_series, stddev
 from federation.core.types import Series
-from federation.router.moments import COLUMNS, combine, from_points, from_series, stddev
 
 
 def partial(values: np.ndarray, exchange: str = "x", pair: str = "p") -> pd.DataFrame:

@@ -120,8 +120,8 @@ async def test_rank_table_during_and_after_a_shard_outage_equals_pandas(tmp_path
 @pytest.mark.parametrize(
     ("tick_s", "kinds"),
     [
-        (60, ["points_query", "write_stats_query"]),
-        (2, ["count_query", "moments_query", "write_stats_query"]),
+        (60, ["points_query", "rollup_query", "write_stats_query"]),
+        (2, ["count_query", "moments_query", "rollup_query", "write_stats_query"]),
     ],
     ids=["few-points-raw-in-one-statement", "many-points-aggregated"],
 )

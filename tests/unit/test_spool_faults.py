@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from federation.core.clock import now_ms
+from federation.core.rollup import tick_line
 from federation.core.shardmap import Shard, ShardMap
 from ingest.spool import DEAD_LETTER, STATUS, Spool
 from ingest.writer import ShardWriter
@@ -258,7 +259,7 @@ async def test_spool_of_moved_pair_rerouted_while_old_owner_down(
     assert writer.spool.queue("shard-a").rerouted_points == 3  # type: ignore[union-attr]
 
 
-async def test_line_without_pair_tag_dead_lettered_after_map_change(
+async def test_line_without_pair_tag_stays_and_its_batch_still_moves_after_map_change(
     shards: dict[str, FakeShard], tmp_path: Path
 ) -> None:
     spooled_batch(tmp_path, "shard-a", 0, b"garbage\n" + LINES[0], 2)
@@ -267,8 +268,22 @@ async def test_line_without_pair_tag_dead_lettered_after_map_change(
     writer.set_map(WIDER_MAP, shards)
     assert await writer.wait_drained(5)
     owner = owner_of("btcusd", shards, WIDER_MAP)
-    assert held(owner) == [(2, "btcusd")]
-    assert writer.spool.queue("shard-a").dead_points == 2  # type: ignore[union-attr]
+    assert held(owner) == [(1, "btcusd"), (2, "btcusd")]
+    assert writer.spool.queue("shard-a").dead_points == 1  # type: ignore[union-attr]
+
+
+async def test_spooled_rollup_rows_stay_while_the_prices_beside_them_move(
+    shards: dict[str, FakeShard], tmp_path: Path
+) -> None:
+    moved = moved_pair()
+    shards["shard-a"].down = True
+    writer = make_writer(shards, tmp_path)
+    await writer.write(frame([1, 2], moved), {"shard-a": [tick_line(2, 2, 0)]})
+    writer.set_map(WIDER_MAP, shards)
+    shards["shard-a"].down = False
+    assert await writer.wait_drained(5)
+    assert held(shards["shard-c"]) == [(1, moved), (2, moved)]
+    assert list(shards["shard-a"].rollup_rows.values()) == [{"points": 2, "late": 0}]
 
 
 async def test_spool_of_earlier_run_dealt_by_the_map_of_this_one(
