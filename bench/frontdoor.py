@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import httpx2
 
 from bench.query import cluster_of, settle, start_router, write_config
-from bench.report import write_section
+from bench.report import command, write_section
 from federation.core.clock import now_ms
 from federation.core.credentials import Credentials
 from federation.core.durations import Duration
@@ -173,7 +173,7 @@ def report(results: list[Result], quick: bool) -> str:
     lines = [
         "## The front door: `/query` against one unsharded influxd",
         "",
-        f"`{_command(quick)}` ({os.cpu_count()} cores;"
+        f"`{command('frontdoor', quick, ENV)}` ({os.cpu_count()} cores;"
         f" {SHARDS} shards, replication 1, the router on uvicorn and the oracle influxd all"
         f" on this one machine; 24 h of one point every {step_minutes()} minutes per series;"
         " p50 of sequential"
@@ -192,10 +192,4 @@ def report(results: list[Result], quick: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _command(quick: bool) -> str:
-    env = "".join(
-        f"{name}={os.environ[name]} "
-        for name in ("FRONTDOOR_SERIES", "FRONTDOOR_RUNS", "FRONTDOOR_STEP_MIN")
-        if os.environ.get(name)
-    )
-    return f"{env}python -m bench frontdoor{' --quick' if quick else ''}"
+ENV = ("FRONTDOOR_SERIES", "FRONTDOOR_RUNS", "FRONTDOOR_STEP_MIN")

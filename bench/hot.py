@@ -39,7 +39,7 @@ from bench.query import (
     wait_for_table,
     write_config,
 )
-from bench.report import write_section
+from bench.report import command, write_section
 from federation.core.influxql import prices_query
 from federation.core.shardmap import ShardMap
 from federation.router.settings import RouterSettings
@@ -191,8 +191,7 @@ def measure(shard_map: ShardMap, series: int, runs: int) -> Result:
 def main(quick: bool = False) -> None:
     series = int(os.environ.get("HOT_SERIES", 1000 if quick else 14000))
     runs = int(os.environ.get("HOT_RUNS", 10 if quick else 40))
-    env = " ".join(f"{name}={os.environ[name]}" for name in ENV if name in os.environ)
-    command = f"{env + ' ' if env else ''}python -m bench hot{' --quick' if quick else ''}"
+    ran = command("hot", quick, ENV)
     with tempfile.TemporaryDirectory() as root, cluster_of(SHARDS, root) as local:
         shard_map = ShardMap(local.shard_map.shards, database=f"s{series}")
         print(f"{series} series on {SHARDS} shards", flush=True)
@@ -200,7 +199,7 @@ def main(quick: bool = False) -> None:
         settle(local)
         result = measure(shard_map, series, runs)
     print(f"    {result}", flush=True)
-    write_section("hot", report(result, command, runs))
+    write_section("hot", report(result, ran, runs))
 
 
 def report(r: Result, command: str, runs: int) -> str:

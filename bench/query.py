@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx2
 import psutil
 
-from bench.report import IMG, write_section
+from bench.report import IMG, command, write_section
 from federation.core.clock import now_ms
 from federation.core.credentials import Credentials
 from federation.core.durations import Duration
@@ -325,13 +325,7 @@ def configurations(quick: bool) -> tuple[list[int], list[int]]:
     return [int(n) for n in series.split(",")], [int(n) for n in shards.split(",")]
 
 
-def command(quick: bool) -> str:
-    settings = " ".join(
-        f"{name}={os.environ[name]}"
-        for name in ("BENCH_QUERY_SERIES", "BENCH_QUERY_SHARDS", "BENCH_QUERY_RUNS")
-        if os.environ.get(name)
-    )
-    return f"{settings + ' ' if settings else ''}python -m bench query{' --quick' if quick else ''}"
+ENV = ("BENCH_QUERY_SERIES", "BENCH_QUERY_SHARDS", "BENCH_QUERY_RUNS")
 
 
 def main(quick: bool = False) -> None:
@@ -363,7 +357,7 @@ def report(results: list[Result], quick: bool, runs: int) -> str:
     lines = [
         "## Queries: `GET /btcusd` (24 h, all exchanges)",
         "",
-        f"`{command(quick)}` ({len(results)} configurations, {runs} rounds each; "
+        f"`{command('query', quick, ENV)}` ({len(results)} configurations, {runs} rounds each; "
         f"{os.cpu_count()} cores shared with other jobs, every shard and the router on "
         "this one machine; load average "
         f"{os.getloadavg()[0]:.1f} at the end). One client for everything: Python's "
