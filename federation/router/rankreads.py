@@ -182,13 +182,11 @@ class Reader:
         per shard: from the minute rollup when every shard holds it whole for them, else
         one statement of raw points, or the minutes' moments and a count."""
         minutes = range(start, f, MINUTE_MS)
-        answers, missing = await self._gather(
-            influxql.rollup_query(TimeRange(start, f + DAY_MS, False, True), tuple(minutes))
-        )
-        rollups = {name: rollup.read(a[0] if a else []) for name, a in answers.items()}
+        span = TimeRange(start, f + DAY_MS, False, True)
+        rollups, missing, whole = await self._rollups(span, minutes)
         # With no minute to read, the rollup cannot tell the slack (no tick row may mean
         # no ingester): the points are counted.
-        if minutes and rollups and all(r.complete(m) for r in rollups.values() for m in minutes):
+        if minutes and rollups and whole:
             return self._from_rollups(rollups, missing, start, f)
         newest = await self._newest_read(start, f)
         # The rollup's rows the shards hold all the same (a minute not yet whole, a
@@ -205,14 +203,24 @@ class Reader:
         and it tells, per shard, the points ``counts`` says the shards hold (a held hour's
         counts: late points since the rollup was written would show there); else None."""
         minutes = range(span.start_ms, span.end_ms, MINUTE_MS)
-        answers, missing = await self._gather(influxql.rollup_query(span, tuple(minutes)))
-        rollups = {name: rollup.read(a[0] if a else []) for name, a in answers.items()}
-        if missing or not all(r.complete(m) for r in rollups.values() for m in minutes):
+        rollups, missing, whole = await self._rollups(span, minutes)
+        if missing or not whole:
             return None
         told = {name: sum(r.done[m][1] for m in minutes) for name, r in rollups.items()}
         if any(told.get(name, 0) != counts.get(name, 0) for name in {*told, *counts}):
             return None
         return self._from_rollups(rollups, missing, span.start_ms, span.end_ms).parts
+
+    async def _rollups(
+        self, span: TimeRange, minutes: range
+    ) -> tuple[dict[str, rollup.ShardRollup], set[str], bool]:
+        """Each answering shard's rollup in ``span`` (the series rows of ``minutes``
+        only), the shards missing, and whether every answering shard holds each of
+        ``minutes`` whole."""
+        answers, missing = await self._gather(influxql.rollup_query(span, tuple(minutes)))
+        rollups = {name: rollup.read(a[0] if a else []) for name, a in answers.items()}
+        whole = all(r.complete(m) for r in rollups.values() for m in minutes)
+        return rollups, missing, whole
 
     def _from_rollups(
         self, rollups: dict[str, rollup.ShardRollup], missing: set[str], start: int, f: int
