@@ -126,6 +126,16 @@ class Run:
         await run
         return influxd_cpu_s(self.local) - before
 
+    async def history(self, start: int, end: int, chunk_points: int = 200_000) -> None:
+        """The market's minutes from ``start`` to ``end``, written with their minute
+        rollup, as by an ingester that had been running all along (the minute the first
+        point closes is whole: it holds only that point)."""
+        rollup = MinuteRollup(MINUTE, whole_from=start - MINUTE)
+        for frame in self.market.history(start, end, MINUTE, chunk_points):
+            report = await self.writer.write(frame)
+            last = int(frame["time"].max())
+            await self.writer.write_lines(rollup.lines(last, frame, report, self.local.shard_map))
+
     async def refresh_before(self, t: int) -> None:
         await asyncio.gather(*(self.gather(s) for s in previous_refresh(t)))
 
@@ -183,12 +193,7 @@ async def bench_all(
             await ensure_databases(run.clients)
             end = (now_ms() // HOUR - 2) * HOUR - (minutes // 2) * MINUTE
             started = time.perf_counter()
-            # The ingester has been writing the rollup all along.
-            rollup = MinuteRollup(MINUTE, whole_from=end - hours * HOUR - MINUTE)
-            for frame in run.market.history(end - hours * HOUR, end + MINUTE, MINUTE, 1_000_000):
-                report = await run.writer.write(frame)
-                last = int(frame["time"].max())
-                await run.writer.write_lines(rollup.lines(last, frame, report, local.shard_map))
+            await run.history(end - hours * HOUR, end + MINUTE, 1_000_000)
             print(f"  backfill: {time.perf_counter() - started:.0f}s", flush=True)
             first = statistics.mean([await run.cpu_of(table.refresh(end)) for table in run.tables])
             print(f"  first refresh: {first:.1f}s influxd CPU per router", flush=True)
@@ -201,13 +206,7 @@ async def bench_all(
                     print(f"  {tick_s} s ticks, {label}: {side.averaged:.3f} s/min", flush=True)
                 # on to the same minutes of the next hour, one tick a minute, unmeasured
                 nxt = end + HOUR
-                start = end + (minutes + 1) * MINUTE
-                rollup = MinuteRollup(MINUTE, whole_from=start - MINUTE)
-                for frame in run.market.history(start, nxt + MINUTE, MINUTE):
-                    report = await run.writer.write(frame)
-                    last = int(frame["time"].max())
-                    lines = rollup.lines(last, frame, report, local.shard_map)
-                    await run.writer.write_lines(lines)
+                await run.history(end + (minutes + 1) * MINUTE, nxt + MINUTE)
                 for table in run.tables:
                     await table.refresh(nxt)
                 end = nxt
