@@ -7,10 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from federation.core import rollup
+from federation.core import influxql, rollup
+from federation.core.influxql import TimeRange
 from federation.core.shardmap import Shard, ShardMap
 from ingest.rollup import MinuteRollup
 from ingest.writer import WriteReport
+from tests.fakeshard import FakeShard
 
 MINUTE = 60_000
 M = 1_700_000_000_000 // MINUTE * MINUTE  # a minute's start
@@ -36,35 +38,23 @@ def ticks(
     return frames, out
 
 
-def held(lines: list[str]) -> rollup.ShardRollup:
-    """What a shard would answer for these lines: read back through ``rollup.read``."""
-    fields = ["exchange", "pair", "n", "mean", "m2", "rows", "points", "late"]
-    by_kind: dict[str, list[list[object]]] = {}
-    for line in lines:
-        key, rest = line.split(" ", 1)
-        text, stamp = rest.rsplit(" ", 1)
-        values = dict(f.split("=", 1) for f in text.split(","))
-        row: list[object] = [int(stamp)]
-        for name in fields:
-            v = values.get(name)
-            row.append(
-                None if v is None else v.strip('"') if v.startswith('"') else float(v.rstrip("i"))
-            )
-        by_kind.setdefault(key.split(",")[1].split("=")[1], []).append(row)
-    return rollup.read(
-        {"columns": ["time", *fields], "values": v, "tags": {"kind": k}}  # type: ignore[misc]
-        for k, v in by_kind.items()
-    )
+async def held(lines: list[str]) -> rollup.ShardRollup:
+    """What a shard holding these lines answers the router, read by ``rollup.read``."""
+    shard = FakeShard("held")
+    await shard.write(("\n".join(lines) + "\n").encode())
+    every_slot = tuple(range(M, M + 60 * MINUTE, MINUTE))
+    span = TimeRange(M - 60 * MINUTE, M + 60 * MINUTE, False, True)
+    return rollup.read((await shard.query(influxql.rollup_query(span, every_slot)))[0])
 
 
-def test_rollup_minute_equals_pandas_on_what_each_shard_was_sent() -> None:
+async def test_rollup_minute_equals_pandas_on_what_each_shard_was_sent() -> None:
     frames, out = ticks(MinuteRollup(1000), [M + s * 1000 for s in range(1, 62)])
     sent = pd.concat(frames)
     for shard in SHARD_MAP.shards:
         mine = sent[[shard.name in SHARD_MAP.owners(p) for p in sent["pair"]]]
         minute = mine[(mine["time"] > M) & (mine["time"] <= M + MINUTE)]
         expected = minute.groupby(["exchange", "pair"])["price"].agg(["count", "mean", "var"])
-        got = held(out[shard.name]).moments[M].set_index(["exchange", "pair"]).sort_index()
+        got = (await held(out[shard.name])).moments[M].set_index(["exchange", "pair"]).sort_index()
         assert got["n"].tolist() == expected["count"].tolist()
         assert np.allclose(got["mean"], expected["mean"], rtol=1e-12)
         assert np.allclose(got["m2"] / (got["n"] - 1), expected["var"], rtol=1e-9)
@@ -75,30 +65,30 @@ def test_rollup_minute_equals_pandas_on_what_each_shard_was_sent() -> None:
     [(1, True), (30, False)],
     ids=["from-the-first-tick", "restarted-mid-minute"],
 )
-def test_rollup_writes_a_minute_only_when_it_saw_all_of_it(first_s: int, whole: bool) -> None:
+async def test_rollup_writes_a_minute_only_when_it_saw_all_of_it(first_s: int, whole: bool) -> None:
     _, out = ticks(MinuteRollup(1000), [M + s * 1000 for s in range(first_s, 61)])
-    assert all(held(lines).complete(M) == whole for lines in out.values())
+    assert [(await held(lines)).complete(M) for lines in out.values()] == [whole] * len(out)
 
 
-def test_rollup_writes_no_done_row_for_a_minute_a_shard_lost_points_of() -> None:
+async def test_rollup_writes_no_done_row_for_a_minute_a_shard_lost_points_of() -> None:
     lost = WriteReport()
     lost.failed["shard-a"] = lost.lost["shard-a"] = 6
     roll = MinuteRollup(MINUTE)
     _, out = ticks(roll, [M], WriteReport())
     _, more = ticks(roll, [M + MINUTE], lost)
     _, last = ticks(roll, [M + 2 * MINUTE])
-    assert not held(out["shard-a"] + more["shard-a"] + last["shard-a"]).complete(M)
-    assert held(out["shard-b"] + more["shard-b"] + last["shard-b"]).complete(M)
+    assert not (await held(out["shard-a"] + more["shard-a"] + last["shard-a"])).complete(M)
+    assert (await held(out["shard-b"] + more["shard-b"] + last["shard-b"])).complete(M)
 
 
-def test_rollup_tick_rows_tell_points_and_late_points() -> None:
+async def test_rollup_tick_rows_tell_points_and_late_points() -> None:
     roll = MinuteRollup(MINUTE)
     ticks(roll, [M, M + MINUTE])
     late = frame(M - 5 * MINUTE, 3)  # a source's own time, minutes behind
     out = roll.lines(
         M + 2 * MINUTE, pd.concat([frame(M + 2 * MINUTE, 4), late]), WriteReport(), SHARD_MAP
     )
-    rows = {name: held(lines).ticks for name, lines in out.items()}
+    rows = {name: (await held(lines)).ticks for name, lines in out.items()}
     per_shard = {
         s.name: sum(s.name in SHARD_MAP.owners(p) for _, p in SERIES) for s in SHARD_MAP.shards
     }
