@@ -134,7 +134,7 @@ class Run:
         for frame in self.market.history(start, end, MINUTE, chunk_points):
             report = await self.writer.write(frame)
             last = int(frame["time"].max())
-            await self.writer.write_lines(rollup.lines(last, frame, report, self.local.shard_map))
+            await self.writer.write_lines(rollup.lines(last, frame, report, self.writer))
 
     async def refresh_before(self, t: int) -> None:
         await asyncio.gather(*(self.gather(s) for s in previous_refresh(t)))
@@ -151,7 +151,7 @@ class Run:
                 frame = self.market.snapshot(tick)
                 # As the ingester writes: the tick rows with the prices (their share of
                 # the write is not told apart), the minute's rows after them.
-                rows = rollup.tick(tick, frame, self.local.shard_map)
+                rows = rollup.tick(tick, frame, self.writer)
                 report = await self.writer.write(frame, rows)
                 lines = rollup.close(tick, report, self.local.shard_map)
                 rolled += await self.cpu_of(self.writer.write_lines(lines))

@@ -186,7 +186,7 @@ class Ingester:
             self.ignored.update(snapshot.ignored)
             log.debug("tick %s: ignored %s", stamp, _describe(snapshot.ignored))
         frame = validate(snapshot.rows, time_ms, problems)
-        rows = self.rollup.tick(time_ms, frame, self.writer.shard_map) if self.rollup else {}
+        rows = self.rollup.tick(time_ms, frame, self.writer) if self.rollup else {}
         report = await self.writer.write(frame, rows)
         await self._roll(time_ms, report)
         self.ticks += 1

@@ -16,13 +16,14 @@ minute already closed (a source's own time lagging) is told in the tick row as
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from federation.core import moments
 from federation.core.lineproto import finite_rows
 from federation.core.rollup import MINUTE_MS, minute_lines, minute_of, tick_line
 from federation.core.shardmap import ShardMap
-from ingest.writer import WriteReport
+from ingest.writer import ShardWriter, WriteReport
 
 
 class MinuteRollup:
@@ -36,7 +37,7 @@ class MinuteRollup:
         self._broken: set[tuple[str, int]] = set()
         self._touched: set[tuple[str, int]] = set()  # by the tick whose write is awaited
 
-    def tick(self, time_ms: int, frame: pd.DataFrame, shard_map: ShardMap) -> dict[str, list[str]]:
+    def tick(self, time_ms: int, frame: pd.DataFrame, writer: ShardWriter) -> dict[str, list[str]]:
         """Take the tick at ``time_ms`` before its frame is written: its tick row for each
         shard the frame has points for, to write with them."""
         self._start(time_ms)
@@ -48,13 +49,11 @@ class MinuteRollup:
             return out
         points = clean[["time", "exchange", "pair", "price"]].astype({"time": "int64"})
         rows = moments.from_points(points, MINUTE_MS)
-        owners = {p: shard_map.owners(p) for p in rows["pair"].unique().tolist()}
-        dealt: dict[str, list[int]] = {}
-        for i, pair in enumerate(rows["pair"].tolist()):
-            for name in owners[pair]:
-                dealt.setdefault(name, []).append(i)
-        for name, index in dealt.items():
-            mine = rows.iloc[index]
+        owners = writer.owner_rows(rows["pair"])  # dealt as the writer deals the prices
+        names = [s.name for s in writer.shard_map.shards]
+        for index in np.unique(owners).tolist():
+            mine = rows[(owners == index).any(axis=1)]
+            name = names[index]
             late = mine["bucket"].to_numpy() < self._open_from
             n = mine["n"].to_numpy()
             out[name] = [tick_line(time_ms, int(n[~late].sum()), int(n[late].sum()))]
@@ -81,11 +80,11 @@ class MinuteRollup:
         return out
 
     def lines(
-        self, time_ms: int, frame: pd.DataFrame, report: WriteReport, shard_map: ShardMap
+        self, time_ms: int, frame: pd.DataFrame, report: WriteReport, writer: ShardWriter
     ) -> dict[str, list[str]]:
         """Both at once, for a writer of history whose tick rows may follow its prices."""
-        out = self.tick(time_ms, frame, shard_map)
-        for name, lines in self.close(time_ms, report, shard_map).items():
+        out = self.tick(time_ms, frame, writer)
+        for name, lines in self.close(time_ms, report, writer.shard_map).items():
             out.setdefault(name, []).extend(lines)
         return out
 

@@ -147,7 +147,7 @@ class ShardWriter:
         if self.spool is not None:
             self.spool.open_all([s.name for s in shard_map.shards])
 
-    def _owner_rows(self, pairs: pd.Series) -> npt.NDArray[np.intp]:
+    def owner_rows(self, pairs: pd.Series) -> npt.NDArray[np.intp]:
         """Per row, the index (in the map) of each of its ``replication`` owners."""
         codes, uniques = pd.factorize(pairs)
         cache = self._owners
@@ -166,7 +166,7 @@ class ShardWriter:
         """The line protocol of the rows each shard owns (every row goes to its R owners).
         The frame is serialised once and the lines dealt out, not the frame split first."""
         lines = np.array(to_lines(frame), dtype=object)
-        owners = self._owner_rows(frame["pair"])
+        owners = self.owner_rows(frame["pair"])
         out: dict[str, list[str]] = {}
         names = [s.name for s in self.shard_map.shards]
         for replica in range(owners.shape[1]):

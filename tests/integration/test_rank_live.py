@@ -139,7 +139,7 @@ async def test_rank_table_from_the_ingesters_rollup_equals_pandas(
     for k in (1, 2, 3, 4):  # ticks as the ingester writes them, the rollup with them
         tick = raw_points(t + k * 60_000, 1).assign(price=lambda f, k=k: f.price * (1 + k / 100))
         raw = pd.concat([raw, tick])
-        report = await writer.write(tick, rollup.tick(t + k * 60_000, tick, shard_map))
+        report = await writer.write(tick, rollup.tick(t + k * 60_000, tick, writer))
         await writer.write_lines(rollup.close(t + k * 60_000, report, shard_map))
         sent.append([])
         await table.refresh(t + k * 60_000)

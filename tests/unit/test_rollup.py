@@ -11,12 +11,13 @@ from federation.core import influxql, rollup
 from federation.core.influxql import TimeRange
 from federation.core.shardmap import Shard, ShardMap
 from ingest.rollup import MinuteRollup
-from ingest.writer import WriteReport
+from ingest.writer import ShardWriter, WriteReport
 from tests.fakeshard import FakeShard
 
 MINUTE = 60_000
 M = 1_700_000_000_000 // MINUTE * MINUTE  # a minute's start
 SHARD_MAP = ShardMap(tuple(Shard(f"shard-{c}", f"http://{c}.test") for c in "ab"), replication=1)
+WRITER = ShardWriter(SHARD_MAP, {})  # what deals the prices deals the rollup: never writes here
 SERIES = [(e, p) for e in ("kraken", "bitstamp") for p in ("btcusd", "ethusd", "solusd")]
 
 
@@ -33,7 +34,7 @@ def ticks(
     frames, out = [], {}
     for i, t in enumerate(times):
         frames.append(frame(t, i))
-        for name, lines in roll.lines(t, frames[-1], report or WriteReport(), SHARD_MAP).items():
+        for name, lines in roll.lines(t, frames[-1], report or WriteReport(), WRITER).items():
             out.setdefault(name, []).extend(lines)
     return frames, out
 
@@ -86,7 +87,7 @@ async def test_rollup_tick_rows_tell_points_and_late_points() -> None:
     ticks(roll, [M, M + MINUTE])
     late = frame(M - 5 * MINUTE, 3)  # a source's own time, minutes behind
     out = roll.lines(
-        M + 2 * MINUTE, pd.concat([frame(M + 2 * MINUTE, 4), late]), WriteReport(), SHARD_MAP
+        M + 2 * MINUTE, pd.concat([frame(M + 2 * MINUTE, 4), late]), WriteReport(), WRITER
     )
     rows = {name: (await held(lines)).ticks for name, lines in out.items()}
     per_shard = {
