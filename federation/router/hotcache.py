@@ -34,14 +34,14 @@ accepts it.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import gzip
 import logging
-from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from federation.core import influxql
 from federation.core.clock import SYSTEM_CLOCK, Clock
@@ -68,17 +68,18 @@ class Block:
 
     def __init__(self, rows: PriceRows, names: dict[str, int]) -> None:
         self.encoded = rows.encoded()
-        self.starts = array("q", rows.starts())
-        self.times = array("q", rows.times)
-        self.exchanges = array("H", [names.setdefault(e, len(names)) for e in rows.exchanges])
+        self.starts = rows.starts.copy()  # copies: not views that hold a whole answer
+        self.times = rows.times.copy()
+        index = [names.setdefault(e, len(names)) for e in rows.names]
+        self.exchanges = np.array(index, dtype=np.uint16)[rows.codes]
 
     @property
     def nbytes(self) -> int:
-        return len(self.encoded) + self.starts.itemsize * (len(self.starts) + len(self.times))
+        return len(self.encoded) + self.starts.nbytes + self.times.nbytes + self.exchanges.nbytes
 
     def after(self, start_ms: int) -> int:
         """The index of the first point at or after ``start_ms``."""
-        return bisect.bisect_left(self.times, start_ms)
+        return int(np.searchsorted(self.times, start_ms))
 
     def elements(self, first: int, exchange: int | None) -> tuple[list[bytes], int]:
         """The elements from ``first`` on (of one exchange when given), and how many."""
@@ -87,11 +88,9 @@ class Block:
                 return [], 0
             whole = self.encoded if first == 0 else self.encoded[self.starts[first] :]
             return [whole], len(self.times) - first
-        picked = [
-            self.encoded[self.starts[i] : self.starts[i + 1] - 1]
-            for i in range(first, len(self.times))
-            if self.exchanges[i] == exchange
-        ]
+        mine = (np.flatnonzero(self.exchanges[first:] == exchange) + first).tolist()
+        starts = self.starts.tolist()
+        picked = [self.encoded[starts[i] : starts[i + 1] - 1] for i in mine]
         return picked, len(picked)
 
 
@@ -139,8 +138,8 @@ class Entry:
         for hour in [h for h in self.blocks if h >= first and (end_ms is None or h < end_ms)]:
             del self.blocks[hour]
         while rows:
-            hour = rows.times[0] // HOUR_MS * HOUR_MS
-            count = bisect.bisect_left(rows.times, hour + HOUR_MS)
+            hour = int(rows.times[0]) // HOUR_MS * HOUR_MS
+            count = int(np.searchsorted(rows.times, hour + HOUR_MS))
             self.blocks[hour] = Block(rows.take(count), self.names)
         self.answers.clear()
 
@@ -312,10 +311,8 @@ class HotCache:
             shard_timeout=self._shard_timeout,
             deadline_s=self._deadline_s,
         )
-        rows = PriceRows()
-        async for batch in merged.batches():
-            rows.extend(batch)
-        return rows, bool(merged.missing)
+        batches = [batch async for batch in merged.batches()]
+        return PriceRows.joined(batches), bool(merged.missing)
 
     # Extension.
 

@@ -4,10 +4,11 @@
 A shard's chunk of ``SELECT "price", "exchange"`` (``epoch=ms``) is one JSON line whose
 values are ``[time,price,"exchange"]``. Every point of every cold answer passes here,
 so a chunk of the plain shape becomes the answer's elements
-``{"price":…,"time":"…","exchange":"…"}`` with no Python object per value: its values
-are split on their commas (in C), a time or an exchange is formatted once however many
-points share it (a tick's exchanges share its time; a pair has a few dozen exchanges),
-and a price keeps the shard's own text: a number is never parsed and printed again.
+``{"price":…,"time":"…","exchange":"…"}`` with no Python object per value but the
+pieces one C split makes: a time or an exchange is formatted once however many points
+share it (a tick's exchanges share its time; a pair has a few dozen exchanges), a price
+keeps the shard's own text (a number is never parsed and printed again), and the rest
+is done on whole columns in NumPy.
 
 Any other chunk (an exchange with an escape or a comma, an error, a column order of
 its own) is read the general way into the same elements: an element depends only on
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import partial
-from itertools import accumulate, chain, islice
-from operator import lt
+from itertools import pairwise
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from federation.core.influx import parse_chunk
@@ -32,11 +34,9 @@ from federation.core.timefmt import iso_text
 from federation.core.types import Series
 
 COLUMNS = ["time", "price", "exchange"]
-# An element's pieces: its price, its time, and its exchange with the opening of the next
-# element (so that no piece is the same constant for every point).
-PARTS = 3
+Ints = npt.NDArray[np.int64]
+_NONE: Ints = np.zeros(0, dtype=np.int64)
 _OPEN = b'{"price":'
-_NEXT = b"," + _OPEN
 # The plain shape, as InfluxDB 1.x writes a chunk of this statement (fields in the order
 # of its structs); a chunk with "partial" is followed by another.
 _START = (
@@ -44,8 +44,9 @@ _START = (
     b'"columns":["time","price","exchange"],"values":['
 )
 _ENDS = (b"]}]}]}", b'],"partial":true}],"partial":true}]}')
-_TIME = re.compile(rb"\[-?[0-9]{1,18}")  # the first value of a row: epoch ms
 _EXCHANGE = re.compile(rb'"[^"]*"\]')  # the last: a string with no escape
+_BRACKET, _ZERO = b"[0"
+_POWERS = 10 ** np.arange(17, -1, -1, dtype=np.int64)
 
 
 def _number(text: str) -> Any:
@@ -58,75 +59,143 @@ _exact_loads = partial(json.loads, parse_float=orjson.Fragment, parse_int=_numbe
 
 
 class PriceRows:
-    """Points of one pair in (time, exchange) order: each one's time and exchange (to
-    merge and cut by) and its element of the answer, in ``PARTS`` pieces (joined only
-    when sent, so that cutting and merging move references, not bytes)."""
+    """Points of one pair, in columns: the answer's elements, each followed by a comma
+    (``blob``), where each starts (``starts``, and one past the last), their times, and
+    their exchanges as indexes (``codes``) into ``names``. ``in_order`` says whether
+    they are in strictly increasing (time, exchange) order, as each chunk is checked
+    when read and kept through :meth:`take` and :meth:`joined`."""
 
-    __slots__ = ("exchanges", "parts", "times")
+    __slots__ = ("blob", "codes", "in_order", "names", "starts", "times")
 
     def __init__(
         self,
-        times: list[int] | None = None,
-        exchanges: list[str] | None = None,
-        parts: list[bytes] | None = None,
+        blob: bytes = b"",
+        starts: Ints | None = None,
+        times: Ints | None = None,
+        codes: Ints | None = None,
+        names: Sequence[str] = (),
+        *,
+        in_order: bool = True,
     ) -> None:
-        self.times = times if times is not None else []
-        self.exchanges = exchanges if exchanges is not None else []
-        self.parts = parts if parts is not None else []
+        self.blob = blob
+        self.starts = starts if starts is not None else np.zeros(1, dtype=np.int64)
+        self.times = times if times is not None else _NONE
+        self.codes = codes if codes is not None else _NONE
+        self.names = tuple(names)
+        self.in_order = in_order
 
     def __len__(self) -> int:
         return len(self.times)
 
+    @property
+    def exchanges(self) -> list[str]:
+        return [self.names[c] for c in self.codes.tolist()]
+
     def take(self, count: int) -> PriceRows:
         """Remove the first ``count`` points and return them."""
-        first = PriceRows(self.times[:count], self.exchanges[:count], self.parts[: PARTS * count])
-        del self.times[:count], self.exchanges[:count], self.parts[: PARTS * count]
+        cut = int(self.starts[count])
+        first = PriceRows(
+            self.blob[:cut],
+            self.starts[: count + 1],
+            self.times[:count],
+            self.codes[:count],
+            self.names,
+            in_order=self.in_order,
+        )
+        self.blob = self.blob[cut:]
+        self.starts = self.starts[count:] - cut
+        self.times, self.codes = self.times[count:], self.codes[count:]
         return first
 
     def extend(self, other: PriceRows) -> None:
-        self.times.extend(other.times)
-        self.exchanges.extend(other.exchanges)
-        self.parts.extend(other.parts)
+        whole = PriceRows.joined([self, other])
+        self.blob, self.starts, self.times = whole.blob, whole.starts, whole.times
+        self.codes, self.names, self.in_order = whole.codes, whole.names, whole.in_order
 
     def ordered(self) -> bool:
         """Whether the points are in strictly increasing (time, exchange) order: sorted,
-        and no two share a time and exchange (a C pass, cheaper than sorting)."""
-        keys = list(zip(self.times, self.exchanges, strict=True))
-        return all(map(lt, keys, islice(keys, 1, None)))
+        and no two share a time and exchange."""
+        return self.in_order
 
     def encoded(self) -> bytes:
         """The elements joined by commas: to splice into the answer's array."""
-        if not self.parts:
-            return b""
-        return _OPEN + b"".join(self.parts)[: -len(_NEXT)]
+        return self.blob[:-1]
 
     def points(self) -> list[tuple[int, Any, str]]:
         """The points as (epoch ms, price, exchange), the prices read back from the
         elements: what a client of the answer sees."""
         prices = [p["price"] for p in orjson.loads(b"[" + self.encoded() + b"]")]
-        return list(zip(self.times, prices, self.exchanges, strict=True))
+        return list(zip(self.times.tolist(), prices, self.exchanges, strict=True))
 
-    def starts(self) -> list[int]:
-        """Where each element starts in :meth:`encoded`, and one past its end (+ 1):
-        each element's pieces are as long as it and the comma after it."""
-        return list(accumulate(map(len, self.parts), initial=0))[::PARTS]
+    def ranks(self) -> Ints:
+        """Each point's exchange as its place among the names sorted (a sort key: equal
+        names, equal ranks)."""
+        place = {name: i for i, name in enumerate(sorted(set(self.names)))}
+        rank = np.array([place[name] for name in self.names], dtype=np.int64)
+        return rank[self.codes] if len(self.codes) else _NONE
+
+    @classmethod
+    def joined(cls, runs: Sequence[PriceRows]) -> PriceRows:
+        """The runs one after the other (their exchanges in one ``names``)."""
+        runs = [run for run in runs if len(run)]
+        if len(runs) <= 1:
+            return runs[0] if runs else cls()
+        names, codes = _common_names(runs)
+        lengths = np.cumsum([0] + [len(run.blob) for run in runs[:-1]])
+        starts = np.concatenate(
+            [run.starts[:-1] + at for run, at in zip(runs, lengths, strict=True)]
+            + [np.array([lengths[-1] + len(runs[-1].blob)])]
+        )
+        in_order = all(run.in_order for run in runs) and all(
+            (a.times[-1], a.names[a.codes[-1]]) < (b.times[0], b.names[b.codes[0]])
+            for a, b in pairwise(runs)
+        )
+        return cls(
+            b"".join(run.blob for run in runs),
+            starts,
+            np.concatenate([run.times for run in runs]),
+            np.concatenate(codes),
+            names,
+            in_order=in_order,
+        )
 
     @classmethod
     def merged(cls, runs: Iterable[PriceRows]) -> PriceRows:
         """The points of every run in (time, exchange) order, one per (time, exchange):
-        the last run's (as a dict keeps the last value put in a key's first place)."""
-        whole = cls()
-        for run in runs:
-            whole.extend(run)
-        keys = list(zip(whole.times, whole.exchanges, strict=True))
-        order = sorted(range(len(keys)), key=keys.__getitem__)
-        picked = list(dict(zip(map(keys.__getitem__, order), order, strict=True)).values())
-        parts = whole.parts
+        the last run's."""
+        whole = cls.joined(list(runs))
+        if whole.in_order:
+            return whole
+        ranks = whole.ranks()
+        order = np.lexsort((ranks, whole.times))  # stable: equal keys keep run order
+        times, ranks = whole.times[order], ranks[order]
+        last = np.ones(len(order), dtype=bool)
+        last[:-1] = (times[1:] != times[:-1]) | (ranks[1:] != ranks[:-1])
+        picked = order[last]
+        ends = whole.starts[picked + 1].tolist()
+        blob = whole.blob
+        pieces = [blob[a:b] for a, b in zip(whole.starts[picked].tolist(), ends, strict=True)]
+        lengths = whole.starts[picked + 1] - whole.starts[picked]
         return cls(
-            [whole.times[i] for i in picked],
-            [whole.exchanges[i] for i in picked],
-            list(chain.from_iterable(parts[PARTS * i : PARTS * i + PARTS] for i in picked)),
+            b"".join(pieces),
+            np.concatenate(([0], np.cumsum(lengths))),
+            whole.times[picked],
+            whole.codes[picked],
+            whole.names,
         )
+
+
+def _common_names(runs: Sequence[PriceRows]) -> tuple[tuple[str, ...], list[Ints]]:
+    """One ``names`` for every run, and each run's codes into it."""
+    first = runs[0].names
+    if all(run.names == first for run in runs):
+        return first, [run.codes for run in runs]
+    index: dict[str, int] = {}
+    codes = []
+    for run in runs:
+        mapping = np.array([index.setdefault(n, len(index)) for n in run.names], dtype=np.int64)
+        codes.append(mapping[run.codes])
+    return tuple(index), codes
 
 
 def rows_of_chunk(shard: str, line: bytes) -> PriceRows:
@@ -153,34 +222,86 @@ def _plain(line: bytes) -> PriceRows | None:
     count, rest = divmod(len(values), 3)
     # With no escape, every quote delimits a string: two per row means each string is
     # the exchange closing its row, so every comma split on separates two values.
-    if rest or body.count(b'"') != 2 * count:
+    if rest or not count or body.count(b'"') != 2 * count:
         return None
-    heads, prices, tails = values[0::3], values[1::3], values[2::3]
-    distinct_heads = dict.fromkeys(heads)
-    distinct_tails = dict.fromkeys(tails)
-    if not all(map(_TIME.fullmatch, distinct_heads)) or not all(
-        map(_EXCHANGE.fullmatch, distinct_tails)
-    ):
+    times = _epoch_ms(values[0::3])
+    tails = values[2::3]
+    distinct = dict.fromkeys(tails)
+    if times is None or not all(map(_EXCHANGE.fullmatch, distinct)):
         return None
-    times = [int(head[1:]) for head in distinct_heads]
-    text = iso_text(times)
-    time_of = dict(zip(distinct_heads, times, strict=True))
-    time_part = {head: b',"time":"%s"' % text[t].encode() for head, t in time_of.items()}
-    exchange_of = {tail: tail[1:-2].decode() for tail in distinct_tails}
-    exchange_part = {tail: b',"exchange":%s}%s' % (tail[:-1], _NEXT) for tail in distinct_tails}
-    parts = list(
-        chain.from_iterable(
-            zip(
-                prices,
-                map(time_part.__getitem__, heads),
-                map(exchange_part.__getitem__, tails),
-                strict=True,
-            )
-        )
+    # Exchanges numbered in the order of their names, so that codes compare as names.
+    names = sorted((tail[1:-2].decode(), tail) for tail in distinct)
+    for number, (_, tail) in enumerate(names):
+        distinct[tail] = number
+    prices = values[1::3]
+    return _assembled(
+        prices,
+        _lengths(prices),
+        times,
+        np.fromiter(map(distinct.__getitem__, tails), np.int64, count),
+        [tail[:-1] for _, tail in names],
+        [name for name, _ in names],
     )
-    return PriceRows(
-        list(map(time_of.__getitem__, heads)), list(map(exchange_of.__getitem__, tails)), parts
-    )
+
+
+def _epoch_ms(heads: list[bytes]) -> Ints | None:
+    """Each row's time from its head (``[`` and the time's digits), or None unless every
+    time is a non-negative integer of the same number of digits, at most 18 (the
+    shape of every epoch-ms time from 2001 to 2286; others are read the general way)."""
+    width = len(heads[0])
+    text = b"".join(heads)
+    if not 2 <= width <= 19 or len(text) != width * len(heads):
+        return None
+    rows = np.frombuffer(text, dtype=np.uint8).reshape(len(heads), width)
+    digits = rows[:, 1:] - np.uint8(_ZERO)  # a non-digit wraps past 9
+    # Each row opens with its bracket and has digits only: so every head is this wide.
+    if np.any(rows[:, 0] != _BRACKET) or np.any(digits > 9):
+        return None
+    return digits.astype(np.int64) @ _POWERS[1 - width :]
+
+
+def _assembled(
+    prices: list[bytes],
+    price_lengths: Ints,
+    times: Ints,
+    codes: Ints,
+    exchanges: list[bytes],
+    names: list[str],
+) -> PriceRows:
+    """Points from columns: each one's price (JSON text, and its length), time (epoch
+    ms) and exchange (an index into ``exchanges``, their JSON text, and ``names``).
+    Each element is made of three pieces, joined once: its price, its time, and its
+    exchange with the opening of the next element (so no piece is the same constant for
+    every point); a time is formatted once for each run of points that share it."""
+    count = len(prices)
+    changes = np.flatnonzero(times[1:] != times[:-1]) + 1
+    run_of = np.zeros(count, dtype=np.int64)
+    run_of[changes] = 1
+    np.cumsum(run_of, out=run_of)
+    run_times = times[np.concatenate(([0], changes))].tolist()
+    text = iso_text(run_times)
+    time_parts = [b',"time":"%s"' % text[t].encode() for t in run_times]
+    exchange_parts = [b',"exchange":%s},%s' % (e, _OPEN) for e in exchanges]
+    ends = np.array(exchange_parts, dtype=object)[codes]
+    ends[-1] = ends[-1][: -len(_OPEN)]
+    pieces: list[bytes] = [b""] * (3 * count)
+    pieces[0::3] = prices
+    pieces[1::3] = np.array(time_parts, dtype=object)[run_of].tolist()
+    pieces[2::3] = ends.tolist()
+    pieces[0] = _OPEN + prices[0]
+    # Each element, with the comma after it: the opening, its price, time and exchange.
+    lengths = price_lengths + _lengths(time_parts)[run_of] + _lengths(exchange_parts)[codes]
+    starts = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    rows = PriceRows(b"".join(pieces), starts, times, codes, names)
+    ranks = rows.ranks()
+    later = times[1:] > times[:-1]
+    rows.in_order = bool(np.all(later | ((times[1:] == times[:-1]) & (ranks[1:] > ranks[:-1]))))
+    return rows
+
+
+def _lengths(pieces: list[bytes]) -> Ints:
+    return np.fromiter(map(len, pieces), np.int64, len(pieces))
 
 
 def _columns(series: Series) -> list[list[Any]]:
@@ -192,16 +313,19 @@ def _columns(series: Series) -> list[list[Any]]:
 
 def _general(rows: list[list[Any]]) -> PriceRows:
     """Points from decoded rows, as elements byte for byte like :func:`_plain`'s."""
-    text = iso_text(t for t, _, _ in rows)
-    parts: list[bytes] = []
-    for t, price, exchange in rows:
-        parts += (
-            orjson.dumps(price),
-            b',"time":"%s"' % text[t].encode(),
-            b',"exchange":%s}%s' % (orjson.dumps(exchange), _NEXT),
-        )
-    return PriceRows(
-        [t for t, _, _ in rows], [e if isinstance(e, str) else "" for _, _, e in rows], parts
+    if not rows:
+        return PriceRows()
+    exchanges: dict[bytes, int] = {}
+    texts = [orjson.dumps(e) for _, _, e in rows]
+    codes = np.fromiter((exchanges.setdefault(e, len(exchanges)) for e in texts), np.int64)
+    prices = [orjson.dumps(p) for _, p, _ in rows]
+    return _assembled(
+        prices,
+        _lengths(prices),
+        np.array([t for t, _, _ in rows], dtype=np.int64),
+        codes,
+        list(exchanges),
+        [name if isinstance(name := orjson.loads(e), str) else "" for e in exchanges],
     )
 
 

@@ -11,11 +11,12 @@ the answer. A shard that fails or passes the deadline mid-way is closed and name
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Mapping
+
+import numpy as np
 
 from federation.core.errors import ShardError
 from federation.core.influx import ShardClient
@@ -104,14 +105,12 @@ class MergedPrices:
     def _take(self, before: int | None) -> PriceRows:
         runs: list[PriceRows] = []
         for buffer in self._buffers.values():
-            cut = len(buffer) if before is None else bisect.bisect_left(buffer.times, before)
+            cut = len(buffer) if before is None else int(np.searchsorted(buffer.times, before))
             if cut:
                 runs.append(buffer.take(cut))
         # One run (one shard holds the pair) comes ordered and unique as InfluxDB sends
-        # it, which a C pass confirms; only rows of several shards are sorted and made
-        # unique (a Python step per row, as only replicas or a move in progress need).
-        if len(runs) == 1 and runs[0].ordered():
-            return runs[0]
+        # it, as each chunk was checked when read; only rows of several shards (replicas,
+        # or a move in progress) are sorted and made unique.
         return PriceRows.merged(runs)
 
     async def _close(self, name: str) -> None:

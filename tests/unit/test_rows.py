@@ -37,6 +37,11 @@ def plain(rows: list[tuple[int, str, str]], partial: bool = False) -> bytes:
     return chunk(",".join(f"[{t},{p},{e}]" for t, p, e in rows), partial=partial)
 
 
+def columns(rows: PriceRows) -> tuple[bytes, list[int], list[int], list[str], bool]:
+    """Everything a reading gives: elements, where each starts, times, exchanges, order."""
+    return rows.encoded(), rows.starts.tolist(), rows.times.tolist(), rows.exchanges, rows.ordered()
+
+
 def test_rows_have_the_original_shape() -> None:
     rows = rows_of_chunk("s", plain([(1665451202951, "19062.76", '"binance-us"')]))
     assert orjson.loads(b"[" + rows.encoded() + b"]") == [
@@ -59,8 +64,8 @@ def test_rows_keep_the_shards_number_text(price: str) -> None:
 @pytest.mark.parametrize("partial", [False, True], ids=["last", "partial"])
 def test_rows_read_plainly_equal_rows_read_generally(partial: bool) -> None:
     rows = [(1000, "1.5", '"a"'), (1000, "62052", '"b"'), (2000, "1e-07", '"prix€"')]
-    assert (
-        rows_of_chunk("s", plain(rows, partial)).parts == rows_of_chunk("s", reordered(rows)).parts
+    assert columns(rows_of_chunk("s", plain(rows, partial))) == columns(
+        rows_of_chunk("s", reordered(rows))
     )
 
 
@@ -78,7 +83,7 @@ def test_rows_of_any_exchange_read_back(name: str) -> None:
 )
 def test_rows_of_an_odd_exchange_are_the_same_elements_either_way(exchange: str) -> None:
     rows = [(1000, "1.5", exchange), (1000, "2.5", '"b"')]
-    assert rows_of_chunk("s", plain(rows)).parts == rows_of_chunk("s", reordered(rows)).parts
+    assert columns(rows_of_chunk("s", plain(rows))) == columns(rows_of_chunk("s", reordered(rows)))
 
 
 def test_rows_of_a_plain_chunk_decode_no_json(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,6 +141,61 @@ def test_take_cuts_points_and_elements_together() -> None:
 
 def test_starts_mark_each_element_of_the_encoded_rows() -> None:
     rows = rows_of([(1, 1.0, "a"), (2, 22.5, "bb")])
-    encoded, starts = rows.encoded(), rows.starts()
+    encoded, starts = rows.encoded(), rows.starts.tolist()
     pieces = [encoded[a : b - 1] for a, b in itertools.pairwise(starts)]
     assert [orjson.loads(p)["price"] for p in pieces] == [1.0, 22.5]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [(1000, "1", '"b"'), (1000, "2", '"a"')],
+        [(2000, "1", '"a"'), (1000, "2", '"b"')],
+        [(1000, "1", '"a"'), (1000, "2", '"a"')],
+        [(1000, "1", '"a"'), (1000, "2", '"b"'), (2000, "3", '"a"')],
+    ],
+    ids=["exchanges-reversed", "time-reversed", "duplicate", "ordered"],
+)
+def test_rows_of_a_chunk_tell_their_order_as_read_generally(rows: list[Any]) -> None:
+    keys = [(t, e) for t, _, e in rows]
+    read = rows_of_chunk("s", plain(rows))
+    assert read.ordered() == (keys == sorted(set(keys)))
+    assert columns(read) == columns(rows_of_chunk("s", reordered(rows)))
+
+
+@pytest.mark.parametrize(
+    "times",
+    [[999, 1000], [-1000, 1000], [10**17, 10**17 + 1], [1, 2]],
+    ids=["widths-differ", "negative", "eighteen-digits", "one-digit"],
+)
+def test_rows_of_times_of_any_shape_read_as_the_general_way(times: list[int]) -> None:
+    rows = [(t, "1.5", f'"e{i}"') for i, t in enumerate(times)]
+    assert columns(rows_of_chunk("s", plain(rows))) == columns(rows_of_chunk("s", reordered(rows)))
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "ordered"),
+    [
+        ([(1, 1.0, "a")], [(1, 1.0, "b")], True),
+        ([(1, 1.0, "b")], [(1, 1.0, "a")], False),
+        ([(2, 1.0, "a")], [(2, 1.0, "a")], False),
+    ],
+    ids=["after", "exchange-before", "same-point"],
+)
+def test_joined_runs_are_ordered_only_across_their_seam(
+    first: list[Any], second: list[Any], ordered: bool
+) -> None:
+    joined = PriceRows.joined([rows_of(first), rows_of(second)])
+    assert (joined.points(), joined.ordered()) == (first + second, ordered)
+
+
+def test_merged_runs_with_other_exchanges_keep_each_points_exchange() -> None:
+    runs = [rows_of([(1, 1.0, "x"), (2, 2.0, "y")]), rows_of([(1, 3.0, "y"), (2, 4.0, "z")])]
+    merged = PriceRows.merged(runs)
+    assert merged.points() == [(1, 1.0, "x"), (1, 3.0, "y"), (2, 2.0, "y"), (2, 4.0, "z")]
+    assert [e for _, _, e in merged.points()] == merged.exchanges
+
+
+def test_take_keeps_the_order_it_was_read_in() -> None:
+    rows = rows_of([(2, 1.0, "a"), (1, 1.0, "a"), (3, 1.0, "a")])
+    assert (rows.take(1).ordered(), rows.ordered()) == (False, False)
