@@ -11,7 +11,10 @@ the credentials, which the process's settings read from the environment at start
 The transport is httpx2 (httpcore2), not httpx: httpcore 1.0.9 loses a pool slot for
 good each time a request is cancelled while it waits for a connection (a burst past the
 shard timeout left every slot lost and every later request failing), and httpcore2 has
-the fix. The measurement that chose it is in docs/benchmarks.md.
+the fix. The measurement that chose it is in docs/benchmarks.md. A client given an
+``aiohttp.ClientSession`` as ``streams`` (the router's) reads its chunked answers
+(:meth:`InfluxClient.query_lines`) through it instead: its C parser reads a pair's day
+for ~10 ms less CPU than httpx2 when four shards are asked (docs/benchmarks.md).
 
 Callers depend on :class:`ShardClient`, the interface :class:`InfluxClient` implements,
 so tests can put a fake shard behind the same calls.
@@ -25,8 +28,9 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
+import aiohttp
 import httpx2 as httpx
 import orjson
 
@@ -91,12 +95,15 @@ class InfluxClient:
         *,
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
+        streams: aiohttp.ClientSession | None = None,
     ) -> None:
-        """``headers`` carry the shard's credentials (:meth:`Credentials.headers`)."""
+        """``headers`` carry the shard's credentials (:meth:`Credentials.headers`);
+        ``streams``, when given, carries the chunked answers of :meth:`query_lines`."""
         self.shard = shard
         self.name = shard.name
         self.database = database
         self._http = http
+        self._streams = streams
         self._base = shard.url.rstrip("/")
         self._timeout = timeout
         # httpx asks for gzip by default; a shard on a fast link answers faster without.
@@ -136,16 +143,14 @@ class InfluxClient:
             raise ShardUnavailable(self.name, f"{method} {path} failed: {exc!r}") from None
 
     def _check_status(self, response: httpx.Response, method: str, path: str) -> None:
-        if response.status_code >= 500:
-            raise ShardUnavailable(
-                self.name, f"{method} {path} answered {response.status_code}: {_reason(response)}"
-            )
         if response.status_code >= 400:
-            raise ShardRejected(
-                self.name,
-                f"{method} {path} answered {response.status_code}: {_reason(response)}",
-                response.status_code,
-            )
+            why = _reason(response.content, response.reason_phrase)
+            self._refuse(response.status_code, why, method, path)
+
+    def _refuse(self, status: int, why: str, method: str, path: str) -> NoReturn:
+        if status >= 500:
+            raise ShardUnavailable(self.name, f"{method} {path} answered {status}: {why}")
+        raise ShardRejected(self.name, f"{method} {path} answered {status}: {why}", status)
 
     async def ping(self) -> Ping:
         started = time.perf_counter()
@@ -186,6 +191,12 @@ class InfluxClient:
             "chunked": "true",
             "chunk_size": str(chunk_size),
         }
+        if self._streams is not None:
+            # aclosing: closing this generator closes the stream at once, not at GC.
+            async with contextlib.aclosing(self._stream_lines(self._streams, params)) as lines:
+                async for line in lines:
+                    yield line
+            return
         with self._transport_errors("GET", "/query"):
             async with self._http.stream(
                 "GET",
@@ -199,6 +210,28 @@ class InfluxClient:
                     self._check_status(response, "GET", "/query")
                 async for line in _lines(response.aiter_bytes()):
                     yield line
+
+    async def _stream_lines(
+        self, streams: aiohttp.ClientSession, params: dict[str, str]
+    ) -> AsyncGenerator[bytes, None]:
+        """:meth:`query_lines` through aiohttp, its errors as httpx2's become."""
+        # As httpx2's timeout: each connect and each read, not the whole answer.
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout, sock_read=self._timeout
+        )
+        try:
+            async with streams.get(
+                self._base + "/query", params=params, headers=self._headers, timeout=timeout
+            ) as response:
+                if response.status >= 400:
+                    body = await response.read()
+                    self._refuse(response.status, _reason(body, response.reason), "GET", "/query")
+                async for line in _lines(response.content.iter_any()):
+                    yield line
+        except TimeoutError:
+            raise ShardUnavailable(self.name, "GET /query timed out") from None
+        except aiohttp.ClientError as exc:
+            raise ShardUnavailable(self.name, f"GET /query failed: {exc!r}") from None
 
     async def execute(self, statement: Statement) -> list[list[Series]]:
         """Run InfluxQL that changes state (CREATE, DROP, DELETE): POST, as the API asks."""
@@ -301,12 +334,12 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
         yield line
 
 
-def _reason(response: httpx.Response) -> str:
+def _reason(content: bytes, phrase: str | None) -> str:
     """The error text of a 1.x (``{"error"}``) or 2.x (``{"code","message"}``) answer."""
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(content)
     except orjson.JSONDecodeError:
-        return response.text[:200] or response.reason_phrase
+        return content[:200].decode(errors="replace") or phrase or ""
     if isinstance(body, dict):
         return str(body.get("error") or body.get("message") or body)[:500]
     return str(body)[:200]
@@ -361,9 +394,22 @@ class PoolStatus:
     waiting: int  # requests queued for a connection
 
 
-def pool_status(http: httpx.AsyncClient) -> PoolStatus:
-    """What the client's connection pool holds now (a pool that loses slots shows here)."""
+def pool_status(
+    http: httpx.AsyncClient, streams: aiohttp.ClientSession | None = None
+) -> PoolStatus:
+    """What the clients' connection pools hold now, together (a pool that loses slots
+    shows here): ``http``'s, and that of ``streams`` when the answers stream through it."""
     pool = http._transport._pool  # type: ignore[attr-defined]
     connections = list(pool.connections)
     in_use = sum(not c.is_idle() for c in connections)
-    return PoolStatus(len(connections), in_use, len(pool._requests))
+    status = PoolStatus(len(connections), in_use, len(pool._requests))
+    if streams is None or not isinstance(streams.connector, aiohttp.BaseConnector):
+        return status
+    # aiohttp keeps no public count: its connector's own books, as for httpcore's pool.
+    connector = streams.connector
+    held = len(connector._acquired)
+    idle = sum(len(c) for c in connector._conns.values())
+    waiting = sum(len(w) for w in connector._waiters.values())
+    return PoolStatus(
+        status.connections + held + idle, status.in_use + held, status.waiting + waiting
+    )

@@ -3,8 +3,8 @@
 Routes: ``GET /{pair}`` (the original service's endpoint), ``/health`` (the process
 lives), ``/ready`` (every shard answers ``/ping``), ``/shards``, ``/pairs``, ``/metrics``,
 ``/openapi.json`` and the alert subscriptions (``/alerts...``, from :mod:`alerts.api`).
-The shard clients' shared ``httpx2.AsyncClient`` and the alerts database belong to the
-lifespan.
+The shard clients' shared ``httpx2.AsyncClient``, the ``aiohttp.ClientSession`` their
+price streams read through, and the alerts database belong to the lifespan.
 Cross-cutting work is ASGI middleware around the routes: outermost, the send deadline
 (:mod:`federation.router.sending`: a client that stops reading has its answer
 abandoned), then metrics
@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx2
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -271,15 +272,25 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limits = httpx2.Limits(max_connections=100, max_keepalive_connections=50)
+        # The streams' own pool, as bounded: 100 connections to the shards at most.
+        connector = aiohttp.TCPConnector(limit=100)
         async with (
             httpx2.AsyncClient(limits=limits) as http,
+            aiohttp.ClientSession(
+                connector=connector, trust_env=True, cookie_jar=aiohttp.DummyCookieJar()
+            ) as streams,
             AlertsContext.open(settings.alerts) as app.state.alerts,
         ):
 
             def influx(shard: Shard, database: str) -> ShardClient:
                 headers = settings.credentials.headers(shard.name)
                 return InfluxClient(
-                    shard, http, database, timeout=settings.shard_timeout, headers=headers
+                    shard,
+                    http,
+                    database,
+                    timeout=settings.shard_timeout,
+                    headers=headers,
+                    streams=streams,
                 )
 
             federation = Federation(
@@ -291,7 +302,8 @@ def create_app(
                 metrics=router_metrics,
             )
             app.state.federation, app.state.shard_http = federation, http
-            pool_collector = ShardPoolCollector(lambda: pool_status(http))
+            app.state.shard_streams = streams
+            pool_collector = ShardPoolCollector(lambda: pool_status(http, streams))
             router_metrics.registry.register(pool_collector)
             stop = asyncio.Event()
             write_spool = settings.write_spool_dir or (

@@ -53,7 +53,7 @@ async def test_burst_past_shard_timeout_leaves_answers_complete_and_pool_idle(
         federation = app.state.federation  # the normal requests are not in a hurry
         federation.shard_timeout, federation.deadline_s = 10.0, 30.0
         after = [(await client.get("/btcusd")).json() for _ in range(3)]
-        pool = pool_status(app.state.shard_http)
+        pool = pool_status(app.state.shard_http, app.state.shard_streams)
     assert any(r.json()["partial"] for r in burst)  # the burst did cut shard calls
     assert [(a["partial"], len(a["prices"])) for a in after] == [(False, len(raw) // 3)] * 3
     assert (pool.in_use, pool.waiting) == (0, 0)

@@ -33,14 +33,15 @@ SEND_TIMEOUT_S = 3.0
 
 
 def raw_points(now_ms: int, minutes: int = 1380) -> pd.DataFrame:
-    """btcusd on 32 exchanges over 23 h, one point a minute: an answer of ~4 MB, more
-    than a non-reading client's socket buffers take (loopback's grow to a few MB). The
+    """btcusd on 64 exchanges over 23 h, one point a minute: an answer of ~8 MB, more
+    than a non-reading client's socket buffers and the router's read-ahead of the
+    shard's answer take together (loopback's buffers grow to a few MB). The
     oldest point is an hour inside the 24 h window, so a slow machine's minutes do not
     push it out before the normal request."""
     times = now_ms - 30_000 - 60_000 * np.arange(minutes)
     return pd.concat(
         pd.DataFrame({"time": times, "exchange": f"ex{e}", "pair": "btcusd", "price": 100.0 + e})
-        for e in range(32)
+        for e in range(64)
     )
 
 
@@ -91,10 +92,10 @@ async def test_clients_that_never_read_leave_answers_complete_and_pool_idle(
     async with uvicorn_serving(app) as port, httpx.AsyncClient(timeout=30) as client:
         stalled = [stalled_client(port) for _ in range(STALLED)]
         await every_answer_stalled(app)
-        in_use_stalled = pool_status(app.state.shard_http).in_use
+        in_use_stalled = pool_status(app.state.shard_http, app.state.shard_streams).in_use
         answer = (await client.get(f"http://127.0.0.1:{port}/btcusd")).json()
         await asyncio.sleep(SEND_TIMEOUT_S + 1)
-        pool = pool_status(app.state.shard_http)
+        pool = pool_status(app.state.shard_http, app.state.shard_streams)
         for sock in stalled:
             sock.close()
     assert in_use_stalled >= len(shard_map.shards)  # the stalled answers held shard streams
