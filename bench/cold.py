@@ -1,15 +1,16 @@
 """Where a cold ``GET /{pair}`` answer's time goes: the router's CPU, and whether it
 overlaps the shard's own work.
 
-- *CPU on recorded bodies* (no influxd, no socket): the owning shard's chunked answer
-  (``epoch=ms``, 2,000 rows a chunk, InfluxDB's JSON lines) is made once, then served by
-  httpx2's mock transport to the real shard client
-  (:class:`~federation.core.influx.InfluxClient`); the other shards answer nothing, as
-  non-owners do. Each answer runs the real path from the shard client's reading to the
-  answer's last byte: parsing, the merge, the JSON of every batch
+- *CPU on recorded bodies* (no influxd): the owning shard's chunked answer (``epoch=ms``,
+  2,000 rows a chunk, InfluxDB's JSON lines) is made once, then served over loopback by
+  a server in another process, a chunk per HTTP chunk as influxd sends them, to the
+  real shard client (:class:`~federation.core.influx.InfluxClient`, reading through
+  aiohttp as the router's does); the other shards answer nothing, as non-owners do.
+  Each answer runs the real path from the shard client's request to the answer's last
+  byte: reading, parsing, the merge, the JSON of every batch
   (:class:`~federation.router.answer.PairAnswer`). The figure is the least CPU time of
-  ``COLD_RUNS`` answers (default 30) in the process's own clock: less noisy than
-  end-to-end latency on a shared machine.
+  ``COLD_RUNS`` answers (default 30) in this process's own clock (the server's is its
+  own): less noisy than end-to-end latency on a shared machine.
 - *Overlap on a real influxd* (``COLD_SERIES`` series, default 1,000, on one local
   shard): the same path in this process against the shard's HTTP answer, alternating
   with the shard's raw answer read as bytes by ``http.client``. If the router's work
@@ -23,6 +24,9 @@ query section cites it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
+import multiprocessing
 import os
 import random
 import statistics
@@ -30,6 +34,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import httpx2
 import orjson
 
@@ -41,6 +46,7 @@ from federation.router.answer import PairAnswer
 from federation.router.metrics import RouterMetrics
 from federation.router.params import PairQuery
 from federation.router.stream import MergedPrices
+from federation.tools.localcluster import free_port
 
 MINUTE = 60_000
 
@@ -74,13 +80,27 @@ def shard_body(exchanges: int, minutes: int = 1440, chunk_size: int = 2_000) -> 
 EMPTY = b'{"results":[{"statement_id":0}]}\n'
 
 
-class Body(httpx2.AsyncByteStream):
-    def __init__(self, body: bytes, piece: int = 65_536) -> None:
-        self._body, self._piece = body, piece
+def serve_recorded(body: bytes, owner: str, port: int) -> None:
+    """Answer every request chunked, as influxd does: ``body`` a line per HTTP chunk for
+    the path of ``owner``, an empty result for any other (run in its own process)."""
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for i in range(0, len(self._body), self._piece):
-            yield self._body[i : i + self._piece]
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            mine = self.path.startswith(f"/{owner}/")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for line in (body if mine else EMPTY).splitlines(keepends=True):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            self.wfile.write(b"0\r\n\r\n")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
 async def one_answer(clients: dict[str, InfluxClient], owner: str) -> int:
@@ -95,25 +115,50 @@ async def one_answer(clients: dict[str, InfluxClient], owner: str) -> int:
     return sum([len(part) async for part in answer.body()])
 
 
+@contextlib.asynccontextmanager
+async def shard_clients(shard_map: ShardMap) -> AsyncIterator[dict[str, InfluxClient]]:
+    """Clients of the map's shards as the router makes them: httpx2, streams on aiohttp."""
+    async with httpx2.AsyncClient(timeout=60) as http, aiohttp.ClientSession() as streams:
+        yield {
+            s.name: InfluxClient(s, http, shard_map.database, timeout=60, streams=streams)
+            for s in shard_map.shards
+        }
+
+
 async def answer_cpu(body: bytes, shards: int, runs: int) -> tuple[float, int]:
     """The least CPU seconds of ``runs`` answers, and the answer's bytes."""
-    owner = "shard-0"
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        mine = request.url.host == owner
-        return httpx2.Response(200, stream=Body(body if mine else EMPTY))
-
-    shard_map = ShardMap(
-        tuple(Shard(f"shard-{i}", f"http://shard-{i}:8086") for i in range(shards))
+    port = free_port()
+    server = multiprocessing.Process(
+        target=serve_recorded, args=(body, "shard-0", port), daemon=True
     )
-    best, size = float("inf"), 0
-    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
-        clients = {s.name: InfluxClient(s, http, "db") for s in shard_map.shards}
-        for _ in range(runs):
-            started = time.process_time()
-            size = await one_answer(clients, owner)
-            best = min(best, time.process_time() - started)
+    server.start()
+    try:
+        await wait_listening(port)
+        shard_map = ShardMap(
+            tuple(Shard(f"shard-{i}", f"http://127.0.0.1:{port}/shard-{i}") for i in range(shards))
+        )
+        best, size = float("inf"), 0
+        async with shard_clients(shard_map) as clients:
+            for _ in range(runs):
+                started = time.process_time()
+                size = await one_answer(clients, "shard-0")
+                best = min(best, time.process_time() - started)
+    finally:
+        server.terminate()
+        server.join()
     return best, size
+
+
+async def wait_listening(port: int) -> None:
+    for _ in range(100):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+    raise RuntimeError(f"the recorded shard on port {port} never listened")
 
 
 async def overlap(shard_map: ShardMap, runs: int) -> tuple[float, float, float]:
@@ -123,8 +168,7 @@ async def overlap(shard_map: ShardMap, runs: int) -> tuple[float, float, float]:
     params = {"db": shard_map.database, "q": influxql.prices_query(PAIR, DAY).text}
     params |= {"epoch": "ms", "chunked": "true", "chunk_size": "2000"}
     direct, routed, cpu = [], [], []
-    async with httpx2.AsyncClient(timeout=60) as http:
-        clients = {shard.name: InfluxClient(shard, http, shard_map.database, timeout=60)}
+    async with shard_clients(ShardMap((shard,), database=shard_map.database)) as clients:
         await one_answer(clients, shard.name)
         raw.warm("/query", params)
         for _ in range(runs):

@@ -190,6 +190,7 @@ async def measure(shard_map: ShardMap, series: int, runs: int) -> Result:
     try:
         async with httpx2.AsyncClient(timeout=120) as http:
             body = await wait_for_table(http, url)
+            await wait_for_refresh(http, url, body)
             routed, cpu, direct, sizes = alternate(
                 raw_router, router.pid, owner, shard_map.database, runs
             )
@@ -262,6 +263,18 @@ async def wait_for_table(http: httpx2.AsyncClient, url: str) -> dict[str, object
             pass
         await asyncio.sleep(0.5)
     raise RuntimeError("the router never built its rank table")
+
+
+async def wait_for_refresh(http: httpx2.AsyncClient, url: str, body: dict[str, object]) -> None:
+    """Until the router's next minute refresh has ended (its table's time moved on):
+    the rounds then have the best part of a minute before the next one (at 14,000
+    series a refresh among them took tens of ms of CPU from some answers)."""
+    for _ in range(300):
+        await asyncio.sleep(0.5)
+        now: dict[str, object] = (await http.get(url, params={"duration": "-1h"})).json()
+        if now.get("rank_as_of") != body.get("rank_as_of") and not now["partial"]:
+            return
+    raise RuntimeError("the router's rank table was not refreshed within 150 s")
 
 
 async def load_test(
@@ -368,7 +381,10 @@ def report(results: list[Result], quick: bool, runs: int) -> str:
         "owning shard directly in each of InfluxDB's answer forms; *direct* is the "
         "fastest form's p50, and *router/direct* compares the router's whole answer with "
         "it. Router CPU is the router process's user+system time per answer "
-        "(/proc; it includes its background rank refresh). Requests/s and the router's "
+        "(/proc). The rounds start right after one of the router's minute refreshes of "
+        "its rank table has ended, so that none lands among them: a refresh is the "
+        "background's cost (`python -m bench refresh`), not an answer's. "
+        "Requests/s and the router's "
         "RSS growth with 50 concurrent 24 h requests; cold rank is the first `-6h` request "
         "(a window no table holds). *original*: on the 1-shard cluster, the price query "
         "then the on-demand STDDEV rank, one after the other, as the original service did.",
