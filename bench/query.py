@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,28 +254,46 @@ def start_router(
     )
 
 
-async def wait_for_table(http: httpx2.AsyncClient, url: str) -> dict[str, object]:
-    for _ in range(600):
+async def answer_when(
+    http: httpx2.AsyncClient,
+    url: str,
+    ready: Callable[[dict[str, object]], bool],
+    what: str,
+    params: dict[str, str] | None = None,
+    seconds: float = 300,
+) -> dict[str, object]:
+    """The router's answer at ``url`` once ``ready`` says so, asked every 0.5 s for up
+    to ``seconds`` (an error or a body that is not JSON counts as not yet)."""
+    for _ in range(int(seconds * 2)):
         try:
-            body: dict[str, object] = (await http.get(url)).json()
-            if "rank_as_of" in body and not body["partial"]:  # a complete first table
+            body: dict[str, object] = (await http.get(url, params=params)).json()
+            if ready(body):
                 return body
         except (httpx2.HTTPError, ValueError):
             pass
         await asyncio.sleep(0.5)
-    raise RuntimeError("the router never built its rank table")
+    raise RuntimeError(f"the router never {what}")
+
+
+async def wait_for_table(http: httpx2.AsyncClient, url: str) -> dict[str, object]:
+    """The first answer with a complete first rank table."""
+    return await answer_when(
+        http, url, lambda b: "rank_as_of" in b and not b["partial"], "built its rank table"
+    )
 
 
 async def wait_for_refresh(http: httpx2.AsyncClient, url: str, body: dict[str, object]) -> None:
     """Until the router's next minute refresh has ended (its table's time moved on):
     the rounds then have the best part of a minute before the next one (at 14,000
-    series a refresh among them took tens of ms of CPU from some answers)."""
-    for _ in range(300):
-        await asyncio.sleep(0.5)
-        now: dict[str, object] = (await http.get(url, params={"duration": "-1h"})).json()
-        if now.get("rank_as_of") != body.get("rank_as_of") and not now["partial"]:
-            return
-    raise RuntimeError("the router's rank table was not refreshed within 150 s")
+    series a refresh among them took tens of ms of CPU from some answers). Asked of the
+    1 h window, whose table every refresh rebuilds too: a cheaper answer to poll."""
+
+    def refreshed(now: dict[str, object]) -> bool:
+        return now.get("rank_as_of") != body.get("rank_as_of") and not now["partial"]
+
+    await answer_when(
+        http, url, refreshed, "refreshed its rank table", {"duration": "-1h"}, seconds=150
+    )
 
 
 async def load_test(

@@ -30,6 +30,12 @@ def escape_measurement(name: str) -> str:
     return name.replace(",", "\\,").replace(" ", "\\ ")
 
 
+def string_field(value: str) -> str:
+    """A string field value as line protocol writes it: quoted, ``\\`` and ``"``
+    escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 # A line's measurement and tags, token by token (escapes included), up to its pair tag.
 _TOKEN = rb"(?:[^\\,= \n]|\\.)"
 _PAIR_TAG = re.compile(

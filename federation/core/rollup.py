@@ -35,17 +35,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from federation.core.lineproto import string_field
 from federation.core.moments import COLUMNS
 from federation.core.types import Series
 
 MEASUREMENT = "price_moments"
 MINUTE_MS = 60_000
 ROWS_PER_PART = MINUTE_MS - 1  # series rows of one minute in one series: a millisecond each
-
-
-def _string(value: str) -> str:
-    """A string field value of line protocol."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def minute_lines(minute: int, moments: pd.DataFrame) -> list[str]:
@@ -66,7 +62,7 @@ def minute_lines(minute: int, moments: pd.DataFrame) -> list[str]:
         part, offset = divmod(i, ROWS_PER_PART)
         lines.append(
             f"{MEASUREMENT},kind=series,part={part},slot={slot(minute)}"
-            f" exchange={_string(exchange)},pair={_string(pair)},n={int(n)}i,"
+            f" exchange={string_field(exchange)},pair={string_field(pair)},n={int(n)}i,"
             f"mean={float(mean)!r},m2={float(m2)!r} {minute + 1 + offset}"
         )
     points = int(rows["n"].sum()) if len(rows) else 0

@@ -62,8 +62,9 @@ class PriceRows:
     """Points of one pair, in columns: the answer's elements, each followed by a comma
     (``blob``), where each starts (``starts``, and one past the last), their times, and
     their exchanges as indexes (``codes``) into ``names``. ``in_order`` says whether
-    they are in strictly increasing (time, exchange) order, as each chunk is checked
-    when read and kept through :meth:`take` and :meth:`joined`."""
+    they are in strictly increasing (time, exchange) order (sorted, and no two share a
+    time and exchange), as each chunk is checked when read and kept through
+    :meth:`take` and :meth:`joined`."""
 
     __slots__ = ("blob", "codes", "in_order", "names", "starts", "times")
 
@@ -111,11 +112,6 @@ class PriceRows:
         whole = PriceRows.joined([self, other])
         self.blob, self.starts, self.times = whole.blob, whole.starts, whole.times
         self.codes, self.names, self.in_order = whole.codes, whole.names, whole.in_order
-
-    def ordered(self) -> bool:
-        """Whether the points are in strictly increasing (time, exchange) order: sorted,
-        and no two share a time and exchange."""
-        return self.in_order
 
     def encoded(self) -> bytes:
         """The elements joined by commas: to splice into the answer's array."""

@@ -39,7 +39,7 @@ def plain(rows: list[tuple[int, str, str]], partial: bool = False) -> bytes:
 
 def columns(rows: PriceRows) -> tuple[bytes, list[int], list[int], list[str], bool]:
     """Everything a reading gives: elements, where each starts, times, exchanges, order."""
-    return rows.encoded(), rows.starts.tolist(), rows.times.tolist(), rows.exchanges, rows.ordered()
+    return rows.encoded(), rows.starts.tolist(), rows.times.tolist(), rows.exchanges, rows.in_order
 
 
 def test_rows_have_the_original_shape() -> None:
@@ -123,9 +123,9 @@ def test_rows_of_an_empty_answer_are_none() -> None:
     ],
     ids=["ordered", "exchanges-reversed", "duplicate", "time-reversed", "empty"],
 )
-def test_ordered_is_strictly_increasing_time_and_exchange(points: list[Any]) -> None:
+def test_in_order_is_strictly_increasing_time_and_exchange(points: list[Any]) -> None:
     keys = [(t, e) for t, _, e in points]
-    assert rows_of(points).ordered() == (keys == sorted(set(keys)))
+    assert rows_of(points).in_order == (keys == sorted(set(keys)))
 
 
 def test_merged_orders_and_keeps_the_last_of_a_time_and_exchange() -> None:
@@ -159,7 +159,7 @@ def test_starts_mark_each_element_of_the_encoded_rows() -> None:
 def test_rows_of_a_chunk_tell_their_order_as_read_generally(rows: list[Any]) -> None:
     keys = [(t, e) for t, _, e in rows]
     read = rows_of_chunk("s", plain(rows))
-    assert read.ordered() == (keys == sorted(set(keys)))
+    assert read.in_order == (keys == sorted(set(keys)))
     assert columns(read) == columns(rows_of_chunk("s", reordered(rows)))
 
 
@@ -186,7 +186,7 @@ def test_joined_runs_are_ordered_only_across_their_seam(
     first: list[Any], second: list[Any], ordered: bool
 ) -> None:
     joined = PriceRows.joined([rows_of(first), rows_of(second)])
-    assert (joined.points(), joined.ordered()) == (first + second, ordered)
+    assert (joined.points(), joined.in_order) == (first + second, ordered)
 
 
 def test_merged_runs_with_other_exchanges_keep_each_points_exchange() -> None:
@@ -198,4 +198,4 @@ def test_merged_runs_with_other_exchanges_keep_each_points_exchange() -> None:
 
 def test_take_keeps_the_order_it_was_read_in() -> None:
     rows = rows_of([(2, 1.0, "a"), (1, 1.0, "a"), (3, 1.0, "a")])
-    assert (rows.take(1).ordered(), rows.ordered()) == (False, False)
+    assert (rows.take(1).in_order, rows.in_order) == (False, False)
