@@ -12,7 +12,7 @@ install: system $(STAMP)
 system:
 	@bash scripts/ensure-system.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py federation/router/_chunkreader.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

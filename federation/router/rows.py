@@ -3,23 +3,23 @@
 
 A shard's chunk of ``SELECT "price", "exchange"`` (``epoch=ms``) is one JSON line whose
 values are ``[time,price,"exchange"]``. Every point of every cold answer passes here,
-so a chunk of the plain shape becomes the answer's elements
-``{"price":…,"time":"…","exchange":"…"}`` with no Python object per value but the
-pieces one C split makes: a time or an exchange is formatted once however many points
-share it (a tick's exchanges share its time; a pair has a few dozen exchanges), a price
-keeps the shard's own text (a number is never parsed and printed again), and the rest
-is done on whole columns in NumPy.
+so a chunk of the plain shape is read in C (``_chunkreader.c``), in one pass over its
+bytes: each point becomes the answer's element ``{"price":…,"time":"…","exchange":"…"}``,
+its price the shard's own text (a number is never parsed and printed again), and its
+time and exchange go to NumPy columns. In Python, even with a C call for each step (a
+split, a join, NumPy on the columns), that cost about half a microsecond a point: half
+of the router's CPU per cold answer (docs/benchmarks.md).
 
-Any other chunk (an exchange with an escape or a comma, an error, a column order of
-its own) is read the general way into the same elements: an element depends only on
-its point, never on the way it was read, so cached and uncached answers are the same
-bytes.
+Any other chunk (an exchange with an escape, an error, a column order of its own), and
+anything the C reader declines, is read the general way (``json.loads``, orjson and
+:func:`~federation.core.timefmt.iso_text`) into the same elements: an element depends
+only on its point, never on the way it was read, so cached and uncached answers are the
+same bytes; the tests hold the C reader to the general one.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from functools import partial
 from itertools import pairwise
@@ -32,6 +32,7 @@ import orjson
 from federation.core.influx import parse_chunk
 from federation.core.timefmt import iso_text
 from federation.core.types import Series
+from federation.router._chunkreader import read_values
 
 COLUMNS = ["time", "price", "exchange"]
 Ints = npt.NDArray[np.int64]
@@ -44,14 +45,12 @@ _START = (
     b'"columns":["time","price","exchange"],"values":['
 )
 _ENDS = (b"]}]}]}", b'],"partial":true}],"partial":true}]}')
-_EXCHANGE = re.compile(rb'"[^"]*"\]')  # the last: a string with no escape
-_BRACKET, _ZERO = b"[0"
-_POWERS = 10 ** np.arange(17, -1, -1, dtype=np.int64)
 
 
 def _number(text: str) -> Any:
-    """An integer as JSON reads it, kept as its text past 64 bits (orjson's limit)."""
-    return int(text) if len(text) < 19 else orjson.Fragment(text)
+    """An integer as JSON reads it, kept as its text past 64 bits (orjson's limit) and
+    when it is -0 (a price's text, which the integer 0 would not keep)."""
+    return int(text) if len(text) < 19 and text != "-0" else orjson.Fragment(text)
 
 
 # The general reading: numbers keep the shard's text, as in the plain one.
@@ -207,53 +206,29 @@ def rows_of_chunk(shard: str, line: bytes) -> PriceRows:
 
 
 def _plain(line: bytes) -> PriceRows | None:
-    """The points of a chunk of the plain shape, or None when it is not of that shape."""
-    if not line.startswith(_START) or b"\\" in line:
+    """The points of a chunk of the plain shape, or None when it is not of that shape (or
+    holds what the C reader leaves to the general one)."""
+    if not line.startswith(_START):
         return None
     end = next((e for e in _ENDS if line.endswith(e)), None)
     if end is None:
         return None
-    body = line[len(_START) : len(line) - len(end)]
-    values = body.split(b",")
-    count, rest = divmod(len(values), 3)
-    # With no escape, every quote delimits a string: two per row means each string is
-    # the exchange closing its row, so every comma split on separates two values.
-    if rest or not count or body.count(b'"') != 2 * count:
+    read = read_values(memoryview(line)[len(_START) : len(line) - len(end)])
+    if read is None:
         return None
-    times = _epoch_ms(values[0::3])
-    tails = values[2::3]
-    distinct = dict.fromkeys(tails)
-    if times is None or not all(map(_EXCHANGE.fullmatch, distinct)):
-        return None
-    # Exchanges numbered in the order of their names, so that codes compare as names.
-    names = sorted((tail[1:-2].decode(), tail) for tail in distinct)
-    for number, (_, tail) in enumerate(names):
-        distinct[tail] = number
-    prices = values[1::3]
-    return _assembled(
-        prices,
-        _lengths(prices),
-        times,
-        np.fromiter(map(distinct.__getitem__, tails), np.int64, count),
-        [tail[:-1] for _, tail in names],
-        [name for name, _ in names],
+    blob, starts, times, codes, names, in_order = read
+    try:
+        text = [name.decode() for name in names]
+    except UnicodeDecodeError:
+        return None  # the general reading says what is wrong with it
+    return PriceRows(
+        blob,
+        np.frombuffer(starts, np.int64),
+        np.frombuffer(times, np.int64),
+        np.frombuffer(codes, np.int64),
+        text,
+        in_order=in_order,
     )
-
-
-def _epoch_ms(heads: list[bytes]) -> Ints | None:
-    """Each row's time from its head (``[`` and the time's digits), or None unless every
-    time is a non-negative integer of the same number of digits, at most 18 (the
-    shape of every epoch-ms time from 2001 to 2286; others are read the general way)."""
-    width = len(heads[0])
-    text = b"".join(heads)
-    if not 2 <= width <= 19 or len(text) != width * len(heads):
-        return None
-    rows = np.frombuffer(text, dtype=np.uint8).reshape(len(heads), width)
-    digits = rows[:, 1:] - np.uint8(_ZERO)  # a non-digit wraps past 9
-    # Each row opens with its bracket and has digits only: so every head is this wide.
-    if np.any(rows[:, 0] != _BRACKET) or np.any(digits > 9):
-        return None
-    return digits.astype(np.int64) @ _POWERS[1 - width :]
 
 
 def _assembled(

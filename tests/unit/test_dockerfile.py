@@ -1,6 +1,6 @@
 """The Dockerfile against pyproject.toml, without a Docker engine: the image copies every
-package pyproject installs (else ``pip install .`` in the image misses one), and its
-processes run as a user that is not root."""
+package pyproject installs and the build's files (else ``pip install .`` in the image
+misses one), and its processes run as a user that is not root."""
 
 from __future__ import annotations
 
@@ -60,6 +60,10 @@ PYPROJECT = (ROOT / "pyproject.toml").read_text()
 def test_image_copies_every_package_of_pyproject() -> None:
     assert packages(PYPROJECT) == {"federation", "ingest", "alerts"}
     assert missing(DOCKERFILE, PYPROJECT) == set()
+
+
+def test_image_copies_what_the_build_reads() -> None:
+    assert {"pyproject.toml", "setup.py"} <= copied(DOCKERFILE)
 
 
 @pytest.mark.parametrize("package", ["federation", "ingest", "alerts"])

@@ -1,0 +1,3 @@
+def read_values(
+    values: bytes | bytearray | memoryview, /
+) -> tuple[bytes, bytes, bytes, bytes, tuple[bytes, ...], bool] | None: ...
