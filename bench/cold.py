@@ -2,8 +2,9 @@
 overlaps the shard's own work.
 
 - *CPU on recorded bodies* (no influxd): the owning shard's chunked answer (``epoch=ms``,
-  2,000 rows a chunk, InfluxDB's JSON lines) is made once, then served over loopback by
-  a server in another process, a chunk per HTTP chunk as influxd sends them, to the
+  5,000 rows a chunk as the router asks, InfluxDB's JSON lines) is made once, then
+  served over loopback by a server in another process, a chunk per HTTP chunk as
+  influxd sends them, to the
   real shard client (:class:`~federation.core.influx.InfluxClient`, reading through
   aiohttp as the router's does); the other shards answer nothing, as non-owners do.
   Each answer runs the real path from the shard client's request to the answer's last
@@ -45,13 +46,13 @@ from federation.core.shardmap import Shard, ShardMap
 from federation.router.answer import PairAnswer
 from federation.router.metrics import RouterMetrics
 from federation.router.params import PairQuery
-from federation.router.stream import MergedPrices
+from federation.router.stream import CHUNK_SIZE, MergedPrices
 from federation.tools.localcluster import free_port
 
 MINUTE = 60_000
 
 
-def shard_body(exchanges: int, minutes: int = 1440, chunk_size: int = 2_000) -> bytes:
+def shard_body(exchanges: int, minutes: int = 1440, chunk_size: int = CHUNK_SIZE) -> bytes:
     """One pair's day as InfluxDB answers ``chunked=true&epoch=ms``: a JSON line a chunk."""
     rng = random.Random(7)
     names = sorted(f"exchange-{i:02d}" for i in range(exchanges))
@@ -166,7 +167,7 @@ async def overlap(shard_map: ShardMap, runs: int) -> tuple[float, float, float]:
     shard = shard_map.shards[0]
     raw = RawClient(shard.url)
     params = {"db": shard_map.database, "q": influxql.prices_query(PAIR, DAY).text}
-    params |= {"epoch": "ms", "chunked": "true", "chunk_size": "2000"}
+    params |= {"epoch": "ms", "chunked": "true", "chunk_size": str(CHUNK_SIZE)}
     direct, routed, cpu = [], [], []
     async with shard_clients(ShardMap((shard,), database=shard_map.database)) as clients:
         await one_answer(clients, shard.name)

@@ -63,6 +63,7 @@ FORMS: dict[str, dict[str, str]] = {
     "chunked": {"chunked": "true"},
     "epoch=ms, chunked": {"epoch": "ms", "chunked": "true"},
     "epoch=ms, chunked, 2,000 a chunk": {"epoch": "ms", "chunked": "true", "chunk_size": "2000"},
+    "epoch=ms, chunked, 5,000 a chunk": {"epoch": "ms", "chunked": "true", "chunk_size": "5000"},
 }
 
 

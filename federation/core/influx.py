@@ -274,6 +274,12 @@ def parse_chunk(
     return results[0] if results else []
 
 
+def http_for_shards(limits: httpx.Limits | None = None) -> httpx.AsyncClient:
+    """An HTTP client for the shards. They are reached at their URLs in shards.yaml and
+    nothing from the environment (a proxy, ~/.netrc) is used for them, as for webhooks."""
+    return httpx.AsyncClient(limits=limits or httpx.Limits(), trust_env=False)
+
+
 def clients_for(
     shard_map: ShardMap,
     http: httpx.AsyncClient,

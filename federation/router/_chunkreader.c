@@ -3,7 +3,7 @@
  * Python reads every point of every cold answer (federation/router/rows.py); per point,
  * even with C helpers for each step (a split, a join, NumPy on the columns), that costs
  * about half a microsecond, half the router's CPU per answer. This does the same work
- * on the bytes, at about a twentieth of it, and nothing else: it takes the values of a
+ * on the bytes, at about a seventh of it, and nothing else: it takes the values of a
  * chunk of the plain shape, ``[time,price,"exchange"],...`` as InfluxDB 1.x writes them
  * with ``epoch=ms``, and gives back the answer's elements and their columns. It declines
  * (returns None) whatever it does not read exactly as Python's general path would (an

@@ -25,7 +25,6 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-import httpx2
 import uvicorn
 from rich.progress import (
     BarColumn,
@@ -37,7 +36,7 @@ from rich.progress import (
 )
 
 from federation.core.errors import FederationError
-from federation.core.influx import clients_for
+from federation.core.influx import clients_for, http_for_shards
 from federation.core.logs import setup_logging, uvicorn_log_config
 from federation.core.settings import ProcessSettings, add_flags, flags_given
 from federation.core.shardmap import load_shard_map
@@ -221,7 +220,7 @@ def stack(settings: StackSettings, env: Mapping[str, str]) -> int:
 async def _rebalance(settings: RebalanceSettings) -> int:
     shard_map = load_shard_map(settings.config_path)
     window_ns = settings.window.seconds * 1_000_000_000
-    async with httpx2.AsyncClient() as http:
+    async with http_for_shards() as http:
         clients = clients_for(shard_map, http, credentials=settings.credentials, timeout=120.0)
         rebalancer = Rebalancer(shard_map, clients, window_ns=window_ns)
         moves = await rebalancer.plan()

@@ -30,7 +30,7 @@ import httpx2
 from alerts.service import AlertService
 from federation.core.clock import now_ms
 from federation.core.errors import ConfigError, FederationError
-from federation.core.influx import InfluxClient, clients_for, ensure_databases
+from federation.core.influx import InfluxClient, clients_for, ensure_databases, http_for_shards
 from federation.core.logs import setup_logging
 from federation.core.mapwatch import MapWatcher
 from federation.core.settings import add_flags, flags_given
@@ -110,7 +110,7 @@ async def run(settings: IngesterSettings) -> int:
     shard_map: ShardMap = load_shard_map(settings.config_path)
     async with (
         httpx.AsyncClient() as http,
-        httpx2.AsyncClient(limits=httpx2.Limits(max_connections=64)) as shard_http,
+        http_for_shards(httpx2.Limits(max_connections=64)) as shard_http,
     ):
         clients = clients_for(
             shard_map, shard_http, credentials=settings.credentials, timeout=ingest.write_timeout_s

@@ -1,6 +1,6 @@
 """The shard client's chunked answers read through aiohttp (the router's price streams):
 lines as sent however the body is cut, the shard's errors as the httpx2 path tells them,
-and the pool's books, on a real local HTTP server."""
+the pool's books, and no proxy from the environment, on a real local HTTP server."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from federation.core.errors import ShardError, ShardRejected, ShardUnavailable
-from federation.core.influx import InfluxClient, pool_status
+from federation.core.influx import InfluxClient, http_for_shards, pool_status
 from federation.core.influxql import series_query
 from federation.core.shardmap import Shard
 
@@ -140,3 +140,15 @@ async def test_pool_status_counts_a_stream_held_open(
         await lines.aclose()
         after = pool_status(http, streams)
     assert (held.in_use, after.in_use, after.waiting) == (1, 0, 0)
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+async def test_shard_http_takes_no_proxy_from_the_environment(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv(variable, "http://127.0.0.1:9")  # nothing listens there
+    httpserver.expect_request("/ping").respond_with_data("", status=204)
+    async with http_for_shards() as http:
+        assert (await http.get(httpserver.url_for("/ping"))).status_code == 204
