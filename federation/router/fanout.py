@@ -154,6 +154,8 @@ class Federation:
                 table = table[table["exchange"].to_numpy() == q.exchange]
         if len(missing) < self.shard_map.replication:
             missing = {}  # every series still has a copy on a shard that answered
+        if snapshot is not None and q.exchange is None:
+            return snapshot.rank(q.pair), as_of, missing
         return rank_of(table, q.pair), as_of, missing
 
     async def _rank_refreshed(

@@ -56,7 +56,7 @@ from federation.core.errors import Busy
 from federation.core.influxql import TimeRange
 from federation.core.periodic import Periodic
 from federation.core.timefmt import iso_time
-from federation.router.rank import sort_table, table_from_series
+from federation.router.rank import places, sort_table, table_from_series
 from federation.router.rankreads import Gather, Part, Reader, counts_by_bucket, merged
 from federation.router.writecheck import WriteCheck, points_written
 
@@ -72,6 +72,15 @@ class RankSnapshot:
     table: pd.DataFrame  # exchange, pair, stddev; sorted as the rank wants
     as_of: int  # epoch ms: the window is (as_of - duration, as_of]
     missing: set[str] = field(default_factory=set)
+    places: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.places = places(self.table)  # once a refresh, not once a request
+
+    def rank(self, pair: str) -> tuple[int, int] | None:
+        """(rank, number of series), or None when the pair has no series in the table."""
+        place = self.places.get(pair)
+        return None if place is None else (place, len(self.table))
 
 
 def _floor(t: int, step: int) -> int:

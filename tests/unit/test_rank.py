@@ -6,7 +6,8 @@ import statistics
 import pytest
 
 from federation.core.types import Series
-from federation.router.rank import rank_of, table_from_series
+from federation.router.rank import places, rank_of, table_from_series
+from federation.router.ranktable import RankSnapshot
 
 
 def stddev_series(exchange: str, pair: str, value: float | None) -> Series:
@@ -47,6 +48,13 @@ def test_rank_of_unknown_pair_is_none() -> None:
 
 def test_rank_of_empty_table_is_none() -> None:
     assert rank_of(table_from_series([]), "btcusd") is None
+
+
+@pytest.mark.parametrize("pair", ["xrpusd", "btcusd", "dogeusd", "nope"])
+@pytest.mark.parametrize("shards", [[], [SHARD_1], [SHARD_1, SHARD_2]], ids=["0", "1", "2"])
+def test_snapshot_ranks_as_rank_of(pair: str, shards: list[list[Series]]) -> None:
+    table = table_from_series(shards)
+    assert RankSnapshot(table, as_of=0).rank(pair) == rank_of(table, pair)
 
 
 Key = tuple[str, str]  # (exchange, pair)
@@ -121,3 +129,4 @@ def test_rank_table_follows_the_documented_rule(points: dict[Key, list[float]]) 
         for pair in {p for _, p in order}:
             first = next(i for i, (_, p) in enumerate(order) if p == pair)
             assert rank_of(table, pair) == (first + 1, len(order))
+            assert places(table)[pair] == first + 1
