@@ -64,6 +64,11 @@ static Py_ssize_t number_end(const char *s, Py_ssize_t pos, Py_ssize_t n) {
     return end;
 }
 
+static char *put(char *out, const char *from, Py_ssize_t length) {
+    memcpy(out, from, (size_t)length);
+    return out + length;
+}
+
 static void two(char *out, int value) {
     out[0] = (char)('0' + value / 10);
     out[1] = (char)('0' + value % 10);
@@ -217,20 +222,13 @@ static PyObject *read_values(PyObject *module, PyObject *arg) {
             iso(times[i], text);
             formatted = times[i];
         }
-        memcpy(out, OPEN, sizeof(OPEN) - 1);
-        out += sizeof(OPEN) - 1;
-        memcpy(out, s + row->price, (size_t)(row->price_end - row->price));
-        out += row->price_end - row->price;
-        memcpy(out, TIME, sizeof(TIME) - 1);
-        out += sizeof(TIME) - 1;
-        memcpy(out, text, ISO_LENGTH);
-        out += ISO_LENGTH;
-        memcpy(out, EXCHANGE, sizeof(EXCHANGE) - 1);
-        out += sizeof(EXCHANGE) - 1;
-        memcpy(out, s + row->name, (size_t)(row->name_end - row->name));
-        out += row->name_end - row->name;
-        memcpy(out, CLOSE, sizeof(CLOSE) - 1);
-        out += sizeof(CLOSE) - 1;
+        out = put(out, OPEN, sizeof(OPEN) - 1);
+        out = put(out, s + row->price, row->price_end - row->price);
+        out = put(out, TIME, sizeof(TIME) - 1);
+        out = put(out, text, ISO_LENGTH);
+        out = put(out, EXCHANGE, sizeof(EXCHANGE) - 1);
+        out = put(out, s + row->name, row->name_end - row->name);
+        out = put(out, CLOSE, sizeof(CLOSE) - 1);
     }
     start[count] = out - begin;
     result = Py_BuildValue("(NNNNNO)", blob, starts, time_column, code_column, name_list,
