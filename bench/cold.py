@@ -4,9 +4,9 @@ overlaps the shard's own work.
 - *CPU on recorded bodies* (no influxd): the owning shard's chunked answer (``epoch=ms``,
   2,000 rows a chunk as the router asks, InfluxDB's JSON lines) is made once, then
   served over loopback by a server in another process, a chunk per HTTP chunk as
-  influxd sends them, to the
-  real shard client (:class:`~federation.core.influx.InfluxClient`, reading through
-  aiohttp as the router's does); the other shards answer nothing, as non-owners do.
+  influxd sends them, to the real shard client
+  (:class:`~federation.core.influx.InfluxClient`, reading through aiohttp as the
+  router's does); the other shards answer nothing, as non-owners do.
   Each answer runs the real path from the shard client's request to the answer's last
   byte: reading, parsing, the merge, the JSON of every batch
   (:class:`~federation.router.answer.PairAnswer`). The figure is the least CPU time of

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the project needs from the system, on Debian/Ubuntu: Python's venv
-# module, a C compiler and Python's headers (the router's chunk reader), InfluxDB 1.x (influxd) and its CLI (influx: the front door's tests drive it),
-# PostgreSQL (the alerts tests start a throw-away
-# server of their own) and Chromium (the page's browser tests drive it through
-# Playwright, which never downloads a browser here). Elsewhere it says what to install
-# and fails.
+# module, a C compiler and Python's headers (the router's chunk reader), InfluxDB 1.x
+# (influxd) and its CLI (influx: the front door's tests drive it), PostgreSQL (the
+# alerts tests start a throw-away server of their own) and Chromium (the page's browser
+# tests drive it through Playwright, which never downloads a browser here). Elsewhere it
+# says what to install and fails.
 set -euo pipefail
 
 need=()

@@ -110,15 +110,21 @@ async def test_stream_to_a_closed_port_is_unavailable(streams: aiohttp.ClientSes
         ]
 
 
+def pausing(pause_s: float, after: list[bytes]) -> Response:
+    """An answer that sends its first line, then nothing for ``pause_s``, then ``after``."""
+
+    def body() -> Iterator[bytes]:
+        yield LINES[0] + b"\n"
+        time.sleep(pause_s)
+        yield from (line + b"\n" for line in after)
+
+    return Response(body())
+
+
 async def test_stream_that_stalls_past_the_timeout_is_unavailable(
     httpserver: HTTPServer, streams: aiohttp.ClientSession
 ) -> None:
-    def stalled() -> Iterator[bytes]:
-        yield LINES[0] + b"\n"
-        time.sleep(1.0)
-        yield LINES[1] + b"\n"
-
-    httpserver.expect_request("/query").respond_with_response(Response(stalled()))
+    httpserver.expect_request("/query").respond_with_response(pausing(1.0, LINES[1:]))
     lines = client(httpserver.url_for(""), streams, timeout=0.3).query_lines(series_query())
     assert await anext(lines) == LINES[0]
     with pytest.raises(ShardUnavailable, match="timed out"):
@@ -128,11 +134,7 @@ async def test_stream_that_stalls_past_the_timeout_is_unavailable(
 async def test_pool_status_counts_a_stream_held_open(
     httpserver: HTTPServer, streams: aiohttp.ClientSession
 ) -> None:
-    def slow() -> Iterator[bytes]:
-        yield LINES[0] + b"\n"
-        time.sleep(0.5)
-
-    httpserver.expect_request("/query").respond_with_response(Response(slow()))
+    httpserver.expect_request("/query").respond_with_response(pausing(0.5, []))
     async with httpx.AsyncClient() as http:
         lines = client(httpserver.url_for(""), streams).query_lines(series_query())
         await anext(lines)
