@@ -2,7 +2,7 @@
 overlaps the shard's own work.
 
 - *CPU on recorded bodies* (no influxd): the owning shard's chunked answer (``epoch=ms``,
-  2,000 rows a chunk as the router asks, InfluxDB's JSON lines) is made once, then
+  5,000 rows a chunk as the router asks, InfluxDB's JSON lines) is made once, then
   served over loopback by a server in another process, a chunk per HTTP chunk as
   influxd sends them, to the real shard client
   (:class:`~federation.core.influx.InfluxClient`, reading through aiohttp as the

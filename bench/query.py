@@ -56,7 +56,7 @@ PAIR = "btcusd"
 # the first would be served from memory (measured by ``python -m bench hot``).
 COLD = {"FEDERATION_HOT_CACHE_BYTES": "0"}
 DAY = Duration(24, "h")
-# InfluxDB's answer forms for the same query (the router asks for 2,000 a chunk).
+# InfluxDB's answer forms for the same query (the router asks for 5,000 a chunk).
 FORMS: dict[str, dict[str, str]] = {
     "plain": {},
     "epoch=ms": {"epoch": "ms"},

@@ -4,9 +4,9 @@
 event loop waits, on the clock (``wait``, ``sleep``, ``advance``) or on other tasks (a
 task, a gather), time jumps at once to the earliest deadline (a wait's, a ``timeout``'s)
 and what was due there runs: an autojump. A task that is ready to run or waits on
-anything else (a response, a thread, an event, a real ``asyncio.sleep``) holds time
-still, so a step takes no virtual time unless it sleeps on the clock, and a loop under
-test runs its whole schedule in no real time::
+anything else (a response, a thread, an event, a real ``asyncio.sleep``), or a callback
+due to run, holds time still, so a step takes no virtual time unless it sleeps on the
+clock, and a loop under test runs its whole schedule in no real time::
 
     clock = FakeClock()
     await Ingester(source, writer, interval_s=60, clock=clock).run(stop, max_ticks=3)
@@ -142,8 +142,15 @@ class FakeClock(Clock):
 
     def _idle(self) -> bool:
         """Every task waits: on this clock (and its wait is not over yet), or on other
-        tasks (awaiting a task, a gather). A task ready to run, or waiting on anything
-        else (a response, a thread, a lock, a real timer), holds the time still."""
+        tasks (awaiting a task, a gather), and no callback is due to run. A task ready
+        to run, or waiting on anything else (a response, a thread, a lock, a real
+        timer), holds the time still."""
+        # A callback due to run is work under way: a gather whose last child has just
+        # ended is not done until its own callback runs, and the check for the jump (a
+        # real timer) can land in between.
+        ready = getattr(asyncio.get_running_loop(), "_ready", ())  # asyncio's own queue
+        if any(not handle.cancelled() for handle in ready):
+            return False
         for task in asyncio.all_tasks():
             if task in self._watchers:
                 continue

