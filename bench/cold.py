@@ -2,9 +2,9 @@
 overlaps the shard's own work.
 
 - *CPU on recorded bodies* (no influxd): the owning shard's chunked answer (``epoch=ms``,
-  5,000 rows a chunk as the router asks, InfluxDB's JSON lines) is made once, then
-  served over loopback by a server in another process, a chunk per HTTP chunk as
-  influxd sends them, to the real shard client
+  5,000 rows a chunk in MessagePack, as the router asks) is made once, then
+  served over loopback by a server in another process, a chunk per HTTP chunk, to the
+  real shard client
   (:class:`~federation.core.influx.InfluxClient`, reading through aiohttp as the
   router's does); the other shards answer nothing, as non-owners do.
   Each answer runs the real path from the shard client's request to the answer's last
@@ -14,9 +14,9 @@ overlaps the shard's own work.
   own): less noisy than end-to-end latency on a shared machine.
 - *Overlap on a real influxd* (``COLD_SERIES`` series, default 1,000, on one local
   shard): the same path in this process against the shard's HTTP answer, alternating
-  with the shard's raw answer read as bytes by ``http.client``. If the router's work
-  overlapped the shard's completely, its wall time would be the shard's; if not at all,
-  the shard's plus its CPU.
+  with the shard's raw answer in the same form read as bytes by ``http.client``. If
+  the router's work overlapped the shard's completely, its wall time would be the
+  shard's; if not at all, the shard's plus its CPU.
 
 ``python -m bench cold`` prints both; it writes no section of docs/benchmarks.md (the
 query section cites it).
@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx2
-import orjson
+import msgpack
 
 from bench.query import DAY, PAIR, RawClient, cluster_of, load, settle
 from federation.core import influxql
@@ -52,8 +52,9 @@ from federation.tools.localcluster import free_port
 MINUTE = 60_000
 
 
-def shard_body(exchanges: int, minutes: int = 1440, chunk_size: int = CHUNK_SIZE) -> bytes:
-    """One pair's day as InfluxDB answers ``chunked=true&epoch=ms``: a JSON line a chunk."""
+def shard_body(exchanges: int, minutes: int = 1440, chunk_size: int = CHUNK_SIZE) -> list[bytes]:
+    """One pair's day as InfluxDB answers ``chunked=true&epoch=ms`` in MessagePack: an
+    object a chunk."""
     rng = random.Random(7)
     names = sorted(f"exchange-{i:02d}" for i in range(exchanges))
     start = 1_764_000_000_000 // MINUTE * MINUTE
@@ -62,7 +63,7 @@ def shard_body(exchanges: int, minutes: int = 1440, chunk_size: int = CHUNK_SIZE
         for m in range(minutes)
         for name in names
     ]
-    lines = []
+    chunks = []
     for i in range(0, len(rows), chunk_size):
         last = i + chunk_size >= len(rows)
         series: dict[str, object] = {
@@ -74,16 +75,16 @@ def shard_body(exchanges: int, minutes: int = 1440, chunk_size: int = CHUNK_SIZE
         if not last:
             series["partial"] = True
             result["partial"] = True
-        lines.append(orjson.dumps({"results": [result]}))
-    return b"\n".join(lines) + b"\n"
+        chunks.append(msgpack.packb({"results": [result]}))
+    return chunks
 
 
-EMPTY = b'{"results":[{"statement_id":0}]}\n'
+EMPTY = [msgpack.packb({"results": [{"statement_id": 0}]})]
 
 
-def serve_recorded(body: bytes, owner: str, port: int) -> None:
-    """Answer every request chunked, as influxd does: ``body`` a line per HTTP chunk for
-    the path of ``owner``, an empty result for any other (run in its own process)."""
+def serve_recorded(body: list[bytes], owner: str, port: int) -> None:
+    """Answer every request chunked: ``body`` an object per HTTP chunk for the path of
+    ``owner``, an empty result for any other (run in its own process)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -91,11 +92,11 @@ def serve_recorded(body: bytes, owner: str, port: int) -> None:
         def do_GET(self) -> None:
             mine = self.path.startswith(f"/{owner}/")
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "application/x-msgpack")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            for line in (body if mine else EMPTY).splitlines(keepends=True):
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            for chunk in body if mine else EMPTY:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.write(b"0\r\n\r\n")
 
         def log_message(self, *args: object) -> None:
@@ -126,7 +127,7 @@ async def shard_clients(shard_map: ShardMap) -> AsyncIterator[dict[str, InfluxCl
         }
 
 
-async def answer_cpu(body: bytes, shards: int, runs: int) -> tuple[float, int]:
+async def answer_cpu(body: list[bytes], shards: int, runs: int) -> tuple[float, int]:
     """The least CPU seconds of ``runs`` answers, and the answer's bytes."""
     port = free_port()
     server = multiprocessing.Process(
@@ -171,9 +172,9 @@ async def overlap(shard_map: ShardMap, runs: int) -> tuple[float, float, float]:
     direct, routed, cpu = [], [], []
     async with shard_clients(ShardMap((shard,), database=shard_map.database)) as clients:
         await one_answer(clients, shard.name)
-        raw.warm("/query", params)
+        raw.get("/query", params, accept="application/x-msgpack")
         for _ in range(runs):
-            direct.append(raw.get("/query", params)[0])
+            direct.append(raw.get("/query", params, accept="application/x-msgpack")[0])
             started, used = time.perf_counter(), time.process_time()
             await one_answer(clients, shard.name)
             routed.append(time.perf_counter() - started)
@@ -185,7 +186,8 @@ async def overlap(shard_map: ShardMap, runs: int) -> tuple[float, float, float]:
 def main(quick: bool = False) -> None:
     runs = int(os.environ.get("COLD_RUNS") or (5 if quick else 30))
     body = shard_body(20)
-    print(f"shard body: {len(body) / 1e6:.2f} MB, 20 exchanges x 1,440 minutes")
+    size = sum(map(len, body))
+    print(f"shard body: {size / 1e6:.2f} MB of MessagePack, 20 exchanges x 1,440 minutes")
     for shards in (1, 4):
         figures = [asyncio.run(answer_cpu(body, shards, runs)) for _ in range(3)]
         cpu = statistics.median(f[0] for f in figures)

@@ -7,8 +7,8 @@ answers. Measured in one run:
 - hot: ``GET /btcusd`` once the pair is held, read whole by Python's ``http.client``
   with keep-alive and ``Accept-Encoding: identity``; and the same with gzip;
 - raw direct: the owning shard's own HTTP answer to the pair's 24 h (the catalogue's
-  ``prices_query``, ``epoch=ms``), read as bytes by the same client, in both
-  forms (whole and ``chunked=true``); the faster is the baseline;
+  ``prices_query``, ``epoch=ms``), read as bytes by the same client, in three forms
+  (whole and ``chunked=true`` in JSON, chunked MessagePack); the fastest is the baseline;
   hot and direct requests alternate, so drift on a shared machine hits both;
 - requests/s with 50 concurrent keep-alive clients (asyncio streams, bodies read whole),
   and the router's CPU seconds per request read from /proc meanwhile;
@@ -147,7 +147,11 @@ def measure(shard_map: ShardMap, series: int, runs: int) -> Result:
         body = asyncio.run(first())
         owner = shard_map.by_name(shard_map.owners(PAIR)[0])
         query = {"db": shard_map.database, "q": prices_query(PAIR, DAY).text, "epoch": "ms"}
-        forms = {"whole": query, "chunked": query | {"chunked": "true"}}
+        forms = {
+            "whole": (query, "application/json"),
+            "chunked": (query | {"chunked": "true"}, "application/json"),
+            "msgpack, chunked": (query | {"chunked": "true"}, "application/x-msgpack"),
+        }
         routed = RawClient(f"http://127.0.0.1:{port}", timeout=120)
         direct = RawClient(owner.url, timeout=120)
         _, answer = routed.get(f"/{PAIR}")  # held from here on
@@ -157,8 +161,8 @@ def measure(shard_map: ShardMap, series: int, runs: int) -> Result:
         raw: dict[str, list[float]] = {form: [] for form in forms}
         for _ in range(runs):  # alternating
             hot.append(routed.get(f"/{PAIR}")[0])
-            for form, params in forms.items():
-                raw[form].append(direct.get("/query", params)[0])
+            for form, (params, accept) in forms.items():
+                raw[form].append(direct.get("/query", params, accept=accept)[0])
             hot_gzip.append(routed.get(f"/{PAIR}", encoding="gzip")[0])
         rps, cpu_ms = asyncio.run(throughput(port, psutil.Process(router.pid)))
         load_average = os.getloadavg()[0]
@@ -218,8 +222,8 @@ def report(r: Result, command: str, runs: int) -> str:
             " `http.client` with keep-alive and `Accept-Encoding: identity` (gzip where"
             " said: the gzipped bytes, not inflated). *Raw direct*: the owning shard's own"
             " HTTP answer to the pair's 24 h (the catalogue's `prices_query`, `epoch=ms`),"
-            " read as bytes, no parsing; of its two"
-            f" forms ({others}) the faster, *{form}*, is the baseline.",
+            " read as bytes, no parsing; of its three"
+            f" forms ({others}) the fastest, *{form}*, is the baseline.",
             "",
             "| series | points | hot p50 | hot p99 | hot p50, gzip | raw direct p50 | hot/direct"
             " | req/s, 50 clients | router CPU per request | cache bytes | bound |",

@@ -11,7 +11,8 @@ bytes and not parsed):
   during which the router's peak RSS is sampled; the hot cache off, so every answer
   takes the cold path (the pair's first request: every shard asked, merged, encoded);
 - direct: the same pair's query sent straight to the shard that owns it, in each of
-  InfluxDB's answer forms (:data:`FORMS`); the fastest form's p50 is the floor;
+  InfluxDB's answer forms (:data:`FORMS`: JSON and MessagePack); the fastest form's
+  p50 is the floor;
 - original: on one InfluxDB, the price query and then the on-demand STDDEV rank over all
   series, one after the other, as the original service did;
 - cold rank: the first request for a window no table holds (-6h), built on demand.
@@ -56,14 +57,20 @@ PAIR = "btcusd"
 # the first would be served from memory (measured by ``python -m bench hot``).
 COLD = {"FEDERATION_HOT_CACHE_BYTES": "0"}
 DAY = Duration(24, "h")
-# InfluxDB's answer forms for the same query (the router asks for 5,000 a chunk).
-FORMS: dict[str, dict[str, str]] = {
-    "plain": {},
-    "epoch=ms": {"epoch": "ms"},
-    "chunked": {"chunked": "true"},
-    "epoch=ms, chunked": {"epoch": "ms", "chunked": "true"},
-    "epoch=ms, chunked, 2,000 a chunk": {"epoch": "ms", "chunked": "true", "chunk_size": "2000"},
-    "epoch=ms, chunked, 5,000 a chunk": {"epoch": "ms", "chunked": "true", "chunk_size": "5000"},
+# InfluxDB's answer forms for the same query, JSON and MessagePack (``Accept``); the
+# router asks for MessagePack, epoch=ms, chunked, 5,000 a chunk.
+MSGPACK = "application/x-msgpack"
+CHUNKED_MS = {"epoch": "ms", "chunked": "true"}
+FORMS: dict[str, tuple[dict[str, str], str]] = {
+    "plain": ({}, "application/json"),
+    "epoch=ms": ({"epoch": "ms"}, "application/json"),
+    "chunked": ({"chunked": "true"}, "application/json"),
+    "epoch=ms, chunked": (CHUNKED_MS, "application/json"),
+    "epoch=ms, chunked, 2,000 a chunk": (CHUNKED_MS | {"chunk_size": "2000"}, "application/json"),
+    "epoch=ms, chunked, 5,000 a chunk": (CHUNKED_MS | {"chunk_size": "5000"}, "application/json"),
+    "msgpack, epoch=ms": ({"epoch": "ms"}, MSGPACK),
+    "msgpack, epoch=ms, chunked, 2,000 a chunk": (CHUNKED_MS | {"chunk_size": "2000"}, MSGPACK),
+    "msgpack, epoch=ms, chunked, 5,000 a chunk": (CHUNKED_MS | {"chunk_size": "5000"}, MSGPACK),
 }
 
 
@@ -109,12 +116,17 @@ class RawClient:
             self.get(path, params)
 
     def get(
-        self, path: str, params: dict[str, str] | None = None, encoding: str = "identity"
+        self,
+        path: str,
+        params: dict[str, str] | None = None,
+        encoding: str = "identity",
+        accept: str = "application/json",
     ) -> tuple[float, bytes]:
         """The seconds the answer took and its body, as sent (gzipped if asked)."""
         target = path + ("?" + urllib.parse.urlencode(params) if params else "")
         started = time.perf_counter()
-        self._connection.request("GET", target, headers={"Accept-Encoding": encoding})
+        headers = {"Accept-Encoding": encoding, "Accept": accept}
+        self._connection.request("GET", target, headers=headers)
         response = self._connection.getresponse()
         body = response.read()
         elapsed = time.perf_counter() - started
@@ -175,8 +187,8 @@ def alternate(
         cpu += cpu_seconds(router_pid) - before
         routed.append(elapsed)
         sizes["router"] = len(body)
-        for form, params in FORMS.items():
-            elapsed, body = owner.get("/query", query | params)
+        for form, (params, accept) in FORMS.items():
+            elapsed, body = owner.get("/query", query | params, accept=accept)
             direct[form].append(elapsed)
             sizes[form] = len(body)
     return routed, cpu / runs, direct, sizes

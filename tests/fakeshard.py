@@ -34,6 +34,7 @@ import re
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
+import msgpack
 import orjson
 import pandas as pd
 
@@ -246,11 +247,22 @@ class FakeShard:
         finally:
             self.open_streams -= 1
 
-    async def query_lines(
+    def query_lines(
         self, statement: Statement, *, epoch: str = "ms", chunk_size: int = 10_000
     ) -> AsyncGenerator[bytes, None]:
         """The chunks as InfluxDB writes them: a JSON line each, ``partial`` on all but
         the last, at the series and at the result, fields in InfluxDB's order."""
+        return self._written(statement, epoch, chunk_size, orjson.dumps)
+
+    def query_packed(
+        self, statement: Statement, *, epoch: str = "ms", chunk_size: int = 10_000
+    ) -> AsyncGenerator[bytes, None]:
+        """The chunks as :meth:`query_lines`, in MessagePack (floats as float64)."""
+        return self._written(statement, epoch, chunk_size, msgpack.packb)
+
+    async def _written(
+        self, statement: Statement, epoch: str, chunk_size: int, dumps: Callable[[Any], bytes]
+    ) -> AsyncGenerator[bytes, None]:
         lines = self.query_chunks(statement, epoch=epoch, chunk_size=chunk_size)
         async with contextlib.aclosing(lines) as chunks:
             async for chunk in chunks:
@@ -259,7 +271,7 @@ class FakeShard:
                     result["series"] = [_in_influx_order(s) for s in chunk]
                     if chunk[-1].get("partial"):
                         result["partial"] = True
-                yield orjson.dumps({"results": [result]})
+                yield dumps({"results": [result]})
 
     async def _chunks(
         self, statement: Statement, epoch: str, chunk_size: int

@@ -14,6 +14,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_NAMES 256
@@ -251,6 +253,492 @@ done:
     return result;
 }
 
+/* MessagePack: InfluxDB's other answer form (Accept: application/x-msgpack), which
+ * costs influxd about 40 % less CPU than JSON for the same answer (docs/benchmarks.md).
+ * A chunk is read in two steps around one orjson call that prints its prices:
+ * read_packed takes the points' columns (prices as doubles), elements writes the
+ * answer's elements from the printed prices, each laid out as InfluxDB's JSON writes
+ * a float (Go's encoding/json), so the bytes are those of the JSON form. */
+
+typedef struct {
+    const unsigned char *s;
+    Py_ssize_t pos, n;
+} Cursor;
+
+static int need(const Cursor *c, Py_ssize_t k) { return c->pos + k <= c->n; }
+
+static uint64_t big_endian(const unsigned char *p, int k) {
+    uint64_t v = 0;
+    for (int i = 0; i < k; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* A container's count (maps: 1, arrays: 0), or -1 when the next value is not one. */
+static int64_t container(Cursor *c, int map) {
+    if (!need(c, 1)) {
+        return -1;
+    }
+    unsigned char b = c->s[c->pos];
+    int64_t count;
+    if ((b & 0xf0) == (map ? 0x80 : 0x90)) {
+        count = b & 0x0f;
+        c->pos += 1;
+    } else if (b == (map ? 0xde : 0xdc) && need(c, 3)) {
+        count = (int64_t)big_endian(c->s + c->pos + 1, 2);
+        c->pos += 3;
+    } else if (b == (map ? 0xdf : 0xdd) && need(c, 5)) {
+        count = (int64_t)big_endian(c->s + c->pos + 1, 4);
+        c->pos += 5;
+    } else {
+        return -1;
+    }
+    return count;
+}
+
+/* A string's bytes; 0 when the next value is not a string. */
+static int string(Cursor *c, const char **at, Py_ssize_t *length) {
+    if (!need(c, 1)) {
+        return 0;
+    }
+    unsigned char b = c->s[c->pos];
+    int head = (b & 0xe0) == 0xa0 ? 1 : b == 0xd9 ? 2 : b == 0xda ? 3 : b == 0xdb ? 5 : 0;
+    if (!head || !need(c, head)) {
+        return 0;
+    }
+    Py_ssize_t len = head == 1 ? (b & 0x1f) : (Py_ssize_t)big_endian(c->s + c->pos + 1, head - 1);
+    if (!need(c, head + len)) {
+        return 0;
+    }
+    *at = (const char *)c->s + c->pos + head;
+    *length = len;
+    c->pos += head + len;
+    return 1;
+}
+
+static int is(const char *at, Py_ssize_t length, const char *word) {
+    return (size_t)length == strlen(word) && !memcmp(at, word, (size_t)length);
+}
+
+/* An integer (any width); 0 when the next value is not one, or past int64. */
+static int integer(Cursor *c, int64_t *value) {
+    if (!need(c, 1)) {
+        return 0;
+    }
+    unsigned char b = c->s[c->pos];
+    if (b <= 0x7f || b >= 0xe0) {
+        *value = (int8_t)b;
+        c->pos += 1;
+        return 1;
+    }
+    static const int widths[] = {1, 2, 4, 8};
+    if (b < 0xcc || b > 0xd3) {
+        return 0;
+    }
+    int k = widths[(b - 0xcc) % 4];
+    if (!need(c, 1 + k)) {
+        return 0;
+    }
+    uint64_t v = big_endian(c->s + c->pos + 1, k);
+    if (b <= 0xcf) { /* unsigned */
+        if (v > INT64_MAX) {
+            return 0;
+        }
+        *value = (int64_t)v;
+    } else { /* signed: extend the sign of its width */
+        int shift = 64 - 8 * k;
+        *value = (int64_t)(v << shift) >> shift;
+    }
+    c->pos += 1 + k;
+    return 1;
+}
+
+/* Past one value of any kind; 0 when it is malformed or cut short. */
+static int skip(Cursor *c) {
+    int64_t pending = 1;
+    while (pending-- > 0) {
+        if (!need(c, 1)) {
+            return 0;
+        }
+        unsigned char b = c->s[c->pos];
+        int64_t count;
+        const char *at;
+        Py_ssize_t length;
+        int64_t value;
+        if ((count = container(c, 1)) >= 0) {
+            pending += 2 * count;
+        } else if ((count = container(c, 0)) >= 0) {
+            pending += count;
+        } else if (string(c, &at, &length) || integer(c, &value)) {
+            continue;
+        } else if (b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            c->pos += 1;
+        } else if (b == 0xca || b == 0xcb) {
+            c->pos += b == 0xca ? 5 : 9;
+        } else {
+            return 0; /* bin, ext: not in InfluxDB's answers */
+        }
+        if (c->pos > c->n) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+typedef struct {
+    double *prices;
+    int64_t *times, *codes;
+    Py_ssize_t count, capacity;
+    const char *name_at[MAX_NAMES];
+    Py_ssize_t name_len[MAX_NAMES];
+    int names, in_order;
+} Points;
+
+/* A series' values: [[time, price, "exchange"], ...]; 0 to decline. */
+static int packed_values(Cursor *c, Points *p) {
+    int64_t rows = container(c, 0);
+    if (rows < 0 || rows > p->capacity - p->count) {
+        return 0;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t t;
+        const char *name;
+        Py_ssize_t len;
+        if (container(c, 0) != 3 || !integer(c, &t) || t < 0 || t >= TIME_LIMIT_MS || !need(c, 9) ||
+            c->s[c->pos] != 0xcb) {
+            return 0;
+        }
+        uint64_t bits = big_endian(c->s + c->pos + 1, 8);
+        c->pos += 9;
+        if (!string(c, &name, &len)) {
+            return 0;
+        }
+        Py_ssize_t i = p->count;
+        int code = i && p->codes[i - 1] + 1 < p->names ? (int)p->codes[i - 1] + 1 : 0;
+        if (code == p->names || p->name_len[code] != len || memcmp(p->name_at[code], name, (size_t)len)) {
+            code = 0;
+            while (code < p->names && (p->name_len[code] != len || memcmp(p->name_at[code], name, (size_t)len))) {
+                code++;
+            }
+        }
+        if (code == p->names) {
+            if (p->names == MAX_NAMES) {
+                return 0;
+            }
+            for (Py_ssize_t k = 0; k < len; k++) { /* checked once a name */
+                unsigned char ch = (unsigned char)name[k];
+                if (ch == '"' || ch == '\\' || ch < 0x20) {
+                    return 0; /* would need escaping: the general reading does that */
+                }
+            }
+            p->name_at[p->names] = name;
+            p->name_len[p->names++] = len;
+        }
+        if (i && p->in_order) {
+            int last = (int)p->codes[i - 1];
+            p->in_order = t > p->times[i - 1] ||
+                          (t == p->times[i - 1] &&
+                           compare(name, len, p->name_at[last], p->name_len[last]) > 0);
+        }
+        memcpy(&p->prices[i], &bits, sizeof(double));
+        p->times[i] = t;
+        p->codes[i] = code;
+        p->count++;
+    }
+    return 1;
+}
+
+/* One series: its columns must be time, price, exchange, before its values. */
+static int packed_series(Cursor *c, Points *p) {
+    int64_t keys = container(c, 1);
+    int columns = 0;
+    if (keys < 0) {
+        return 0;
+    }
+    while (keys-- > 0) {
+        const char *key;
+        Py_ssize_t len;
+        if (!string(c, &key, &len)) {
+            return 0;
+        }
+        if (is(key, len, "columns")) {
+            const char *col;
+            Py_ssize_t col_len;
+            static const char *const expected[] = {"time", "price", "exchange"};
+            if (container(c, 0) != 3) {
+                return 0;
+            }
+            for (int i = 0; i < 3; i++) {
+                if (!string(c, &col, &col_len) || !is(col, col_len, expected[i])) {
+                    return 0;
+                }
+            }
+            columns = 1;
+        } else if (is(key, len, "values")) {
+            if (!columns || !packed_values(c, p)) {
+                return 0;
+            }
+        } else if (is(key, len, "name") || is(key, len, "partial")) {
+            if (!skip(c)) {
+                return 0;
+            }
+        } else {
+            return 0; /* tags (a GROUP BY), or anything else: the general reading */
+        }
+    }
+    return 1;
+}
+
+/* The chunk: {"results": [{"statement_id": 0, "series": [...], "partial": true}]}. */
+static int packed_chunk(Cursor *c, Points *p) {
+    int64_t keys = container(c, 1), results, fields, series;
+    const char *key;
+    Py_ssize_t len;
+    if (keys != 1 || !string(c, &key, &len) || !is(key, len, "results") || (results = container(c, 0)) != 1 ||
+        (fields = container(c, 1)) < 0) {
+        return 0;
+    }
+    while (fields-- > 0) {
+        if (!string(c, &key, &len)) {
+            return 0;
+        }
+        if (is(key, len, "series")) {
+            if ((series = container(c, 0)) < 0) {
+                return 0;
+            }
+            while (series-- > 0) {
+                if (!packed_series(c, p)) {
+                    return 0;
+                }
+            }
+        } else if (is(key, len, "statement_id") || is(key, len, "partial")) {
+            if (!skip(c)) {
+                return 0;
+            }
+        } else {
+            return 0; /* an error, messages: the general reading says what they are */
+        }
+    }
+    return c->pos == c->n;
+}
+
+static PyObject *read_packed(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    /* A point takes at least 13 bytes (a fixarray, a fixint, a float64, a fixstr). */
+    Points p = {.capacity = view.len / 13 + 1, .in_order = 1};
+    Cursor c = {.s = view.buf, .pos = 0, .n = view.len};
+    PyObject *result = NULL;
+    p.prices = PyMem_Malloc((size_t)p.capacity * sizeof(double));
+    p.times = PyMem_Malloc((size_t)p.capacity * sizeof(int64_t));
+    p.codes = PyMem_Malloc((size_t)p.capacity * sizeof(int64_t));
+    if (!p.prices || !p.times || !p.codes) {
+        PyErr_NoMemory();
+    } else if (!packed_chunk(&c, &p) || !p.count) {
+        result = Py_NewRef(Py_None);
+    } else {
+        PyObject *names = PyTuple_New(p.names);
+        for (int i = 0; names && i < p.names; i++) {
+            PyObject *name = PyBytes_FromStringAndSize(p.name_at[i], p.name_len[i]);
+            if (!name) {
+                Py_CLEAR(names);
+                break;
+            }
+            PyTuple_SET_ITEM(names, i, name);
+        }
+        Py_ssize_t k = p.count * (Py_ssize_t)sizeof(int64_t);
+        result = names ? Py_BuildValue("(y#y#y#NO)", (const char *)p.prices, k, (const char *)p.times, k,
+                                       (const char *)p.codes, k, names, p.in_order ? Py_True : Py_False)
+                       : NULL;
+    }
+    PyMem_Free(p.prices);
+    PyMem_Free(p.times);
+    PyMem_Free(p.codes);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* One number as orjson prints a float (shortest round-trip digits: "62018.0", "1e-7",
+ * "1.2345678901234568e+20", "-0.0") laid out as Go's encoding/json does: plain decimal
+ * for 1e-6 <= |x| < 1e21 without a trailing ".0", else d.ddde-7 / d.ddde+21. Returns the
+ * length written (at most 32 + 330 bytes), or -1 when it is not such a number. */
+static Py_ssize_t go_float(const char *s, Py_ssize_t n, char *out) {
+    char digits[32];
+    int count = 0, point = 0, seen_point = 0, negative = 0, exponent = 0;
+    Py_ssize_t i = 0;
+    if (i < n && s[i] == '-') {
+        negative = 1;
+        i++;
+    }
+    for (; i < n && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.'); i++) {
+        if (s[i] == '.') {
+            if (seen_point++) {
+                return -1;
+            }
+            point = count;
+        } else if (count || s[i] != '0') {
+            if (count == (int)sizeof(digits)) {
+                return -1;
+            }
+            digits[count++] = s[i];
+        } else if (seen_point) {
+            point--; /* a leading zero after the point: 0.00001 */
+        }
+    }
+    if (!seen_point) {
+        point = count;
+    }
+    if (i < n && s[i] == 'e') {
+        int sign = 1, e = 0, seen = 0;
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) {
+            sign = s[i++] == '-' ? -1 : 1;
+        }
+        for (; i < n && s[i] >= '0' && s[i] <= '9' && e < 10000; i++, seen++) {
+            e = e * 10 + (s[i] - '0');
+        }
+        if (!seen) {
+            return -1;
+        }
+        exponent = sign * e;
+    }
+    if (i != n) {
+        return -1;
+    }
+    while (count && digits[count - 1] == '0') {
+        count--;
+    }
+    char *o = out;
+    if (negative) {
+        *o++ = '-';
+    }
+    if (!count) {
+        *o++ = '0';
+        return o - out;
+    }
+    int dp = point + exponent; /* the value is 0.digits x 10^dp */
+    if (dp >= -5 && dp <= 21) {
+        if (dp <= 0) {
+            *o++ = '0';
+            *o++ = '.';
+            for (int z = 0; z < -dp; z++) {
+                *o++ = '0';
+            }
+            o = put(o, digits, count);
+        } else if (dp >= count) {
+            o = put(o, digits, count);
+            for (int z = count; z < dp; z++) {
+                *o++ = '0';
+            }
+        } else {
+            o = put(o, digits, dp);
+            *o++ = '.';
+            o = put(o, digits + dp, count - dp);
+        }
+    } else {
+        *o++ = digits[0];
+        if (count > 1) {
+            *o++ = '.';
+            o = put(o, digits + 1, count - 1);
+        }
+        o += sprintf(o, dp - 1 < 0 ? "e-%d" : "e+%02d", abs(dp - 1));
+    }
+    return o - out;
+}
+
+/* Where the number at pos ends (a comma or the closing bracket), and whether orjson's
+ * text is Go's already: plain decimal, not ending in ".0" (the prices of a market). */
+static Py_ssize_t number_text(const char *s, Py_ssize_t pos, Py_ssize_t last, int *as_is) {
+    Py_ssize_t end = pos;
+    int exponent = 0;
+    while (end < last && s[end] != ',') {
+        exponent |= s[end] == 'e';
+        end++;
+    }
+    *as_is = !exponent && !(end - pos >= 2 && s[end - 2] == '.' && s[end - 1] == '0');
+    return end;
+}
+
+static PyObject *elements(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer text, times_view, codes_view;
+    PyObject *names, *result = NULL, *blob = NULL, *starts = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*y*O!", &text, &times_view, &codes_view, &PyTuple_Type, &names)) {
+        return NULL;
+    }
+    const char *s = text.buf;
+    const int64_t *times = times_view.buf, *codes = codes_view.buf;
+    Py_ssize_t count = times_view.len / (Py_ssize_t)sizeof(int64_t), last = text.len - 1;
+    Py_ssize_t names_count = PyTuple_GET_SIZE(names), pos = 1, size = 0;
+    char number[400];
+    for (Py_ssize_t j = 0; j < names_count; j++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(names, j))) {
+            PyErr_SetString(PyExc_TypeError, "names must be bytes");
+            goto done;
+        }
+    }
+    if (codes_view.len != times_view.len || !count || text.len < 2 || s[0] != '[' || s[last] != ']') {
+        goto decline;
+    }
+    /* First the size: the text of most prices is Go's already, the others are laid out
+     * once here to learn their length. */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int as_is;
+        Py_ssize_t end = number_text(s, pos, last, &as_is);
+        Py_ssize_t length = as_is ? end - pos : go_float(s + pos, end - pos, number);
+        if (codes[i] < 0 || codes[i] >= names_count || times[i] < 0 || times[i] >= TIME_LIMIT_MS ||
+            (i == count - 1) != (end == last) || end - pos > 40 || length < 0) {
+            goto decline; /* null (a NaN or an infinity, which InfluxDB does not store) */
+        }
+        size += (Py_ssize_t)FIXED + length + PyBytes_GET_SIZE(PyTuple_GET_ITEM(names, codes[i]));
+        pos = end + 1;
+    }
+    blob = PyBytes_FromStringAndSize(NULL, size);
+    starts = PyBytes_FromStringAndSize(NULL, (count + 1) * (Py_ssize_t)sizeof(int64_t));
+    if (!blob || !starts) {
+        goto fail;
+    }
+    char *out = PyBytes_AS_STRING(blob), *begin = out, iso_text[ISO_LENGTH];
+    int64_t *start = (int64_t *)PyBytes_AS_STRING(starts), formatted = -1;
+    pos = 1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int as_is;
+        Py_ssize_t end = number_text(s, pos, last, &as_is);
+        start[i] = out - begin;
+        out = put(out, OPEN, sizeof(OPEN) - 1);
+        out += as_is ? (put(out, s + pos, end - pos) - out) : go_float(s + pos, end - pos, out);
+        if (times[i] != formatted) {
+            iso(times[i], iso_text);
+            formatted = times[i];
+        }
+        out = put(out, TIME, sizeof(TIME) - 1);
+        out = put(out, iso_text, ISO_LENGTH);
+        out = put(out, EXCHANGE, sizeof(EXCHANGE) - 1);
+        PyObject *name = PyTuple_GET_ITEM(names, codes[i]);
+        out = put(out, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
+        out = put(out, CLOSE, sizeof(CLOSE) - 1);
+        pos = end + 1;
+    }
+    start[count] = out - begin;
+    result = Py_BuildValue("(NN)", blob, starts);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+    goto done;
+fail:
+    Py_XDECREF(blob);
+    Py_XDECREF(starts);
+done:
+    PyBuffer_Release(&text);
+    PyBuffer_Release(&times_view);
+    PyBuffer_Release(&codes_view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"read_values", read_values, METH_O,
      "read_values(values, /)\n--\n\n"
@@ -258,6 +746,17 @@ static PyMethodDef methods[] = {
      "comma, and their columns: (elements, starts, times, codes, names, in_order), the\n"
      "three columns as native int64 bytes, codes indexing names (the exchanges' bytes,\n"
      "in the order first seen); None for anything else."},
+    {"read_packed", read_packed, METH_O,
+     "read_packed(chunk, /)\n--\n\n"
+     "The points of a MessagePack chunk of the plain shape: (prices, times, codes, names,\n"
+     "in_order), prices as native float64 bytes, times and codes as int64 bytes, codes\n"
+     "indexing names (the exchanges' bytes, in the order first seen); None for anything\n"
+     "else."},
+    {"elements", elements, METH_VARARGS,
+     "elements(prices, times, codes, names, /)\n--\n\n"
+     "The answer's elements, each followed by a comma, and where each starts: prices as\n"
+     "orjson prints a float64 array, laid out as InfluxDB's JSON; None when one is not\n"
+     "a finite number."},
     {NULL, NULL, 0, NULL},
 };
 

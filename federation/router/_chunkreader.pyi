@@ -1,3 +1,9 @@
 def read_values(
     values: bytes | bytearray | memoryview, /
 ) -> tuple[bytes, bytes, bytes, bytes, tuple[bytes, ...], bool] | None: ...
+def read_packed(
+    chunk: bytes | bytearray | memoryview, /
+) -> tuple[bytes, bytes, bytes, tuple[bytes, ...], bool] | None: ...
+def elements(
+    prices: bytes, times: bytes, codes: bytes, names: tuple[bytes, ...], /
+) -> tuple[bytes, bytes] | None: ...

@@ -20,19 +20,22 @@ same bytes; the tests hold the C reader to the general one.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from functools import partial
 from itertools import pairwise
 from typing import Any
 
+import msgpack
 import numpy as np
 import numpy.typing as npt
 import orjson
 
-from federation.core.influx import parse_chunk
+from federation.core.influx import is_packed, parse_chunk
 from federation.core.timefmt import iso_text
 from federation.core.types import Series
-from federation.router._chunkreader import read_values
+from federation.router._chunkreader import elements, read_packed, read_values
 
 COLUMNS = ["time", "price", "exchange"]
 Ints = npt.NDArray[np.int64]
@@ -55,6 +58,8 @@ def _number(text: str) -> Any:
 
 # The general reading: numbers keep the shard's text, as in the plain one.
 _exact_loads = partial(json.loads, parse_float=orjson.Fragment, parse_int=_number)
+_packed_loads = partial(msgpack.unpackb, raw=False)
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 class PriceRows:
@@ -193,9 +198,67 @@ def _common_names(runs: Sequence[PriceRows]) -> tuple[tuple[str, ...], list[Ints
     return tuple(index), codes
 
 
-def rows_of_chunk(shard: str, line: bytes) -> PriceRows:
-    """A shard's chunk (one line of a ``chunked=true`` answer) as the answer's points, in
-    the order the shard sent them; a shard's error raises as :func:`parse_chunk` says."""
+def rows_of_chunk(shard: str, chunk: bytes) -> PriceRows:
+    """A shard's chunk of a ``chunked=true`` answer (a MessagePack object, or a JSON
+    line) as the answer's points, in the order the shard sent them; a shard's error
+    raises as :func:`parse_chunk` says."""
+    return _rows_of_packed(shard, chunk) if is_packed(chunk) else _rows_of_line(shard, chunk)
+
+
+def _rows_of_packed(shard: str, chunk: bytes) -> PriceRows:
+    read = read_packed(chunk)
+    if read is not None:
+        prices, times, codes, names, in_order = read
+        # orjson prints the shortest text that reads back as each price (Ryu), as Go
+        # does; elements() lays it out as Go's JSON does (no ".0", exponents past 1e21).
+        printed = orjson.dumps(np.frombuffer(prices, np.float64), option=_NUMPY)
+        made = elements(printed, times, codes, names)
+        try:
+            text = [name.decode() for name in names]
+        except UnicodeDecodeError:
+            made = None  # the general reading says what is wrong with it
+        if made is not None:
+            blob, starts = made
+            return PriceRows(
+                blob,
+                np.frombuffer(starts, np.int64),
+                np.frombuffer(times, np.int64),
+                np.frombuffer(codes, np.int64),
+                text,
+                in_order=in_order,
+            )
+    rows: list[list[Any]] = []
+    for series in parse_chunk(shard, chunk, loads=_packed_loads):
+        rows.extend([t, go_number(p), e] for t, p, e in _columns(series))
+    return _general(rows)
+
+
+def go_number(value: Any) -> Any:
+    """A value of a MessagePack answer as InfluxDB's JSON answer writes it: a float
+    laid out as Go's encoding/json does (the shortest digits that read back, plain
+    for 1e-6 <= |x| < 1e21 with no ".0", else ``1.5e-7`` / ``1e+21``), as its text;
+    anything else as it is."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return value
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    text, minus = "".join(map(str, digits)), "-" if sign else ""
+    assert isinstance(exponent, int)  # finite
+    point = len(text) + exponent  # the value is 0.text x 10^point
+    if text == "0":
+        out = "0"
+    elif not -5 <= point <= 21:
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        out = f"{mantissa}e{point - 1:+03d}" if point > 0 else f"{mantissa}e-{1 - point}"
+    elif point <= 0:
+        out = "0." + "0" * -point + text
+    elif point >= len(text):
+        out = text + "0" * (point - len(text))
+    else:
+        out = text[:point] + "." + text[point:]
+    return orjson.Fragment(minus + out)
+
+
+def _rows_of_line(shard: str, line: bytes) -> PriceRows:
     plain = _plain(line)
     if plain is not None:
         return plain

@@ -31,9 +31,10 @@ async def _shard_rows(
 ) -> AsyncGenerator[PriceRows, None]:
     # aclosing: when this generator is closed, the shard's stream is closed with it, at
     # once (an abandoned ``async for`` would leave it to the garbage collector).
-    async with contextlib.aclosing(client.query_lines(statement, chunk_size=chunk_size)) as lines:
-        async for line in lines:
-            rows = rows_of_chunk(client.name, line)
+    answer = client.query_packed(statement, chunk_size=chunk_size)
+    async with contextlib.aclosing(answer) as chunks:
+        async for chunk in chunks:
+            rows = rows_of_chunk(client.name, chunk)
             if rows:
                 yield rows
 

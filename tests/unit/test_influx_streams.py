@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import httpx2 as httpx
+import msgpack
 import orjson
 import pytest
 from pytest_httpserver import HTTPServer
@@ -75,6 +76,39 @@ async def test_stream_asks_chunked_epoch_and_identity(
         series_query().text,
     )
     assert seen[0].headers["Accept-Encoding"] == "identity"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "chunks"),
+    [
+        ("application/x-msgpack", b"".join(map(msgpack.packb, [{"a": 1}, {"b": [2.5]}])), 2),
+        ("application/json", b"\n".join(LINES), len(LINES)),
+    ],
+    ids=["msgpack", "json-anyway"],
+)
+async def test_packed_stream_asks_for_msgpack_and_splits_what_comes(
+    httpserver: HTTPServer,
+    streams: aiohttp.ClientSession,
+    content_type: str,
+    body: bytes,
+    chunks: int,
+) -> None:
+    httpserver.expect_request(
+        "/query", headers={"Accept": "application/x-msgpack"}
+    ).respond_with_data(body, content_type=content_type)
+    got = [x async for x in client(httpserver.url_for(""), streams).query_packed(series_query())]
+    assert (len(got), b"".join(got)) == (chunks, body.replace(b"\n", b""))
+
+
+async def test_packed_stream_error_in_msgpack_names_its_reason(
+    httpserver: HTTPServer, streams: aiohttp.ClientSession
+) -> None:
+    body = msgpack.packb({"error": "error parsing query: found SELEC"})
+    httpserver.expect_request("/query").respond_with_data(
+        body, status=400, content_type="application/x-msgpack"
+    )
+    with pytest.raises(ShardRejected, match="400: error parsing query: found SELEC"):
+        _ = [x async for x in client(httpserver.url_for(""), streams).query_packed(series_query())]
 
 
 @pytest.mark.parametrize(
