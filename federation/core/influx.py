@@ -274,15 +274,15 @@ class InfluxClient:
 
 
 def parse_results(
-    shard: str, body: bytes, loads: Callable[[bytes], Any] = orjson.loads
+    shard: str, body: bytes, loads: Callable[[bytes], Any] = orjson.loads, form: str = "JSON"
 ) -> list[list[Series]]:
-    """The series of each statement of a shard's JSON answer (``loads`` reads it); an
-    error the shard reports raises ``QueryError``, a body that is not JSON
-    ``ShardUnavailable``."""
+    """The series of each statement of a shard's answer (JSON, or the ``form`` that
+    ``loads`` reads); an error the shard reports raises ``QueryError``, a body that is
+    not of its form ``ShardUnavailable``."""
     try:
         answer: dict[str, Any] = loads(body)
-    except ValueError:  # orjson's and json's decode errors are both ValueErrors
-        raise ShardUnavailable(shard, "answered a body that is not JSON") from None
+    except ValueError:  # orjson's, json's and msgpack's decode errors are ValueErrors
+        raise ShardUnavailable(shard, f"answered a body that is not {form}") from None
     if "error" in answer:
         raise QueryError(shard, str(answer["error"]))
     out: list[list[Series]] = []
@@ -294,10 +294,10 @@ def parse_results(
 
 
 def parse_chunk(
-    shard: str, line: bytes, loads: Callable[[bytes], Any] = orjson.loads
+    shard: str, line: bytes, loads: Callable[[bytes], Any] = orjson.loads, form: str = "JSON"
 ) -> list[Series]:
     """The series of one chunk of a ``chunked=true`` answer (one statement's)."""
-    results = parse_results(shard, line, loads)
+    results = parse_results(shard, line, loads, form)
     return results[0] if results else []
 
 
@@ -364,51 +364,48 @@ def _split_for(
 async def _objects(shard: str, chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """The MessagePack objects of a body, one a chunk, as bytes. InfluxDB writes them
     back to back, each a map of "results" first: where those bytes appear again, the
-    object before them is walked once (msgpack's ``skip``) to see that it ends there,
-    rather than every time more of it arrives."""
+    held bytes are walked once (msgpack's ``skip``) to find where the first object ends,
+    rather than every time more of it arrives. Those bytes inside a value (an exchange
+    of that name) cost a walk, and the next walk waits until twice as much is held."""
     held = bytearray()
     searched = 1  # no later object starts in held before this
+    walk_from = 0  # no walk for a start found before this
     async for chunk in chunks:
         held += chunk
         while (at := held.find(_RESULTS, searched)) >= 0:
-            if _one_object(shard, memoryview(held)[:at]):
-                yield bytes(memoryview(held)[:at])
-                del held[:at]
-                searched = 1
-            else:  # those bytes were inside a value
-                searched = at + 1
+            end = _first_end(shard, memoryview(held)[:at]) if at >= walk_from else None
+            if end is None:  # not whole yet: those bytes were inside a value
+                searched, walk_from = at + 1, max(walk_from, 2 * at)
+                continue
+            yield bytes(memoryview(held)[:end])
+            del held[:end]
+            searched, walk_from = 1, 0
         if len(held) > MAX_PACKED:
             raise ShardUnavailable(shard, f"answered a chunk over {MAX_PACKED:,} bytes")
         searched = max(searched, len(held) - len(_RESULTS) + 1)
-    # The last object (or objects of another shape), each walked to its end.
-    walker = msgpack.Unpacker()
-    walker.feed(held)
-    while (start := walker.tell()) < len(held):
-        _skip(shard, walker, "answered a MessagePack body cut short")
-        yield bytes(memoryview(held)[start : walker.tell()])
+    while held:  # the last object (or objects of another shape)
+        end = _first_end(shard, memoryview(held))
+        if end is None:
+            raise ShardUnavailable(shard, "answered a MessagePack body cut short")
+        yield bytes(memoryview(held)[:end])
+        del held[:end]
 
 
 _RESULTS = b"\x81\xa7results"  # {"results": ...}: how each of InfluxDB's objects starts
 
 
-def _one_object(shard: str, data: memoryview) -> bool:
-    """Whether ``data`` is one whole MessagePack object."""
+def _first_end(shard: str, data: memoryview) -> int | None:
+    """Where the first MessagePack object of ``data`` ends; None when it is cut short."""
     walker = msgpack.Unpacker()
     walker.feed(data)
-    return _skip(shard, walker) and walker.tell() == len(data)
-
-
-def _skip(shard: str, walker: Any, cut_short: str | None = None) -> bool:
-    """Past the next object: False when it is not all there (or raise ``cut_short``)."""
     try:
         walker.skip()
     except msgpack.OutOfData:
-        if cut_short:
-            raise ShardUnavailable(shard, cut_short) from None
-        return False
+        return None
     except ValueError:  # msgpack's format errors
         raise ShardUnavailable(shard, "answered a body that is not MessagePack") from None
-    return True
+    end: int = walker.tell()
+    return end
 
 
 async def _lines(_: str, chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:

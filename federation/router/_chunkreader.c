@@ -9,7 +9,8 @@
  * (returns None) whatever it does not read exactly as Python's general path would (an
  * escape in a string, a price that is not a number's text, a time past year 9999, more
  * than MAX_NAMES exchanges), and rows.py then reads the chunk the general way: the tests
- * check that both give the same bytes.
+ * check that both give the same bytes. The same for a chunk in MessagePack, the form the
+ * router asks for, is further down (read_packed, elements).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

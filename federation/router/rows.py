@@ -1,20 +1,23 @@
 """One pair's points, read from a shard's answer straight into the answer's JSON.
 (The merge across shards is in :mod:`federation.router.stream`.)
 
-A shard's chunk of ``SELECT "price", "exchange"`` (``epoch=ms``) is one JSON line whose
-values are ``[time,price,"exchange"]``. Every point of every cold answer passes here,
-so a chunk of the plain shape is read in C (``_chunkreader.c``), in one pass over its
-bytes: each point becomes the answer's element ``{"price":…,"time":"…","exchange":"…"}``,
-its price the shard's own text (a number is never parsed and printed again), and its
-time and exchange go to NumPy columns. In Python, even with a C call for each step (a
-split, a join, NumPy on the columns), that cost about half a microsecond a point: half
-of the router's CPU per cold answer (docs/benchmarks.md).
+A shard's chunk of ``SELECT "price", "exchange"`` (``epoch=ms``) is one MessagePack
+object (what the router asks for: InfluxDB makes it for less CPU than JSON), or one
+JSON line, whose values are ``[time,price,"exchange"]``. Every point of every cold
+answer passes here, so a chunk of the plain shape is read in C (``_chunkreader.c``):
+each point becomes the answer's element ``{"price":…,"time":"…","exchange":"…"}``, and
+its time and exchange go to NumPy columns. From JSON the price is the shard's own text,
+in one pass; from MessagePack it is a float64, which orjson prints (the shortest digits
+that read back) and C lays out as InfluxDB's JSON does (:func:`go_number` is the same
+rule in Python), so both give the same bytes. In Python, even with a C call for each
+step (a split, a join, NumPy on the columns), that cost about half a microsecond a
+point: half of the router's CPU per cold answer (docs/benchmarks.md).
 
 Any other chunk (an exchange with an escape, an error, a column order of its own), and
-anything the C reader declines, is read the general way (``json.loads``, orjson and
-:func:`~federation.core.timefmt.iso_text`) into the same elements: an element depends
-only on its point, never on the way it was read, so cached and uncached answers are the
-same bytes; the tests hold the C reader to the general one.
+anything the C reader declines, is read the general way (msgpack or ``json.loads``,
+orjson and :func:`~federation.core.timefmt.iso_text`) into the same elements: an
+element depends only on its point, never on the way it was read, so cached and uncached
+answers are the same bytes; the tests hold the C reader to the general one.
 """
 
 from __future__ import annotations
@@ -228,7 +231,7 @@ def _rows_of_packed(shard: str, chunk: bytes) -> PriceRows:
                 in_order=in_order,
             )
     rows: list[list[Any]] = []
-    for series in parse_chunk(shard, chunk, loads=_packed_loads):
+    for series in parse_chunk(shard, chunk, loads=_packed_loads, form="MessagePack"):
         rows.extend([t, go_number(p), e] for t, p, e in _columns(series))
     return _general(rows)
 
