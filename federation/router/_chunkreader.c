@@ -530,8 +530,9 @@ static PyObject *read_packed(PyObject *module, PyObject *arg) {
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    /* A point takes at least 13 bytes (a fixarray, a fixint, a float64, a fixstr). */
-    Points p = {.capacity = view.len / 13 + 1, .in_order = 1};
+    /* A point takes at least 12 bytes (a fixarray, a fixint, a float64, an empty
+     * fixstr); a chunk claiming more points than that is declined. */
+    Points p = {.capacity = view.len / 12 + 1, .in_order = 1};
     Cursor c = {.s = view.buf, .pos = 0, .n = view.len};
     PyObject *result = NULL;
     p.prices = PyMem_Malloc((size_t)p.capacity * sizeof(double));

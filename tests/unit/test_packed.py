@@ -114,6 +114,13 @@ def test_packed_shapes_c_declines_read_as_json_says(
     assert rows_of_chunk("s", chunk).encoded() == rows_of_chunk("s", as_json).encoded()
 
 
+def test_packed_smallest_points_are_read_by_c() -> None:
+    rows = [[t, 1.5, ""] for t in range(100)]  # 12 bytes a point: the least there is
+    as_json = plain([(t, "1.5", '""') for t, _, _ in rows])
+    assert read_packed(packed(rows)) is not None
+    assert columns(rows_of_chunk("s", packed(rows))) == columns(rows_of_chunk("s", as_json))
+
+
 def test_packed_float32_price_reads_as_json_says() -> None:
     chunk = packed([[1, 1.5, "a"]]).replace(b"\xcb?\xf8" + bytes(6), b"\xca?\xc0\x00\x00")
     assert read_packed(chunk) is None
