@@ -216,20 +216,9 @@ def _rows_of_packed(shard: str, chunk: bytes) -> PriceRows:
         # does; elements() lays it out as Go's JSON does (no ".0", exponents past 1e21).
         printed = orjson.dumps(np.frombuffer(prices, np.float64), option=_NUMPY)
         made = elements(printed, times, codes, names)
-        try:
-            text = [name.decode() for name in names]
-        except UnicodeDecodeError:
-            made = None  # the general reading says what is wrong with it
-        if made is not None:
-            blob, starts = made
-            return PriceRows(
-                blob,
-                np.frombuffer(starts, np.int64),
-                np.frombuffer(times, np.int64),
-                np.frombuffer(codes, np.int64),
-                text,
-                in_order=in_order,
-            )
+        read_in_c = None if made is None else _c_rows(*made, times, codes, names, in_order)
+        if read_in_c is not None:
+            return read_in_c
     rows: list[list[Any]] = []
     for series in parse_chunk(shard, chunk, loads=_packed_loads, form="MessagePack"):
         rows.extend([t, go_number(p), e] for t, p, e in _columns(series))
@@ -280,13 +269,18 @@ def _plain(line: bytes) -> PriceRows | None:
     if end is None:
         return None
     read = read_values(memoryview(line)[len(_START) : len(line) - len(end)])
-    if read is None:
-        return None
-    blob, starts, times, codes, names, in_order = read
+    return None if read is None else _c_rows(*read)
+
+
+def _c_rows(
+    blob: bytes, starts: bytes, times: bytes, codes: bytes, names: Sequence[bytes], in_order: bool
+) -> PriceRows | None:
+    """The points the C reader gave (its columns as int64 bytes), or None when a name is
+    not UTF-8 (the general reading says what is wrong with it)."""
     try:
         text = [name.decode() for name in names]
     except UnicodeDecodeError:
-        return None  # the general reading says what is wrong with it
+        return None
     return PriceRows(
         blob,
         np.frombuffer(starts, np.int64),
