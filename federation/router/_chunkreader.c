@@ -24,6 +24,7 @@
 /* 10000-01-01T00:00:00Z: four-digit years only, as NumPy writes them. */
 #define TIME_LIMIT_MS 253402300800000LL
 #define ISO_LENGTH 24 /* 2022-10-11T01:20:02.951Z */
+#define MAX_FLOAT 48  /* a float64 laid out as Go's JSON: see go_float */
 
 static const char OPEN[] = "{\"price\":";
 static const char TIME[] = ",\"time\":\"";
@@ -110,6 +111,67 @@ static int compare(const char *a, Py_ssize_t a_len, const char *b, Py_ssize_t b_
     return c ? c : (a_len > b_len) - (a_len < b_len);
 }
 
+/* A chunk's exchanges, in the order first seen; a point holds its exchange's code. */
+typedef struct {
+    const char *at[MAX_NAMES];
+    Py_ssize_t len[MAX_NAMES];
+    int count;
+} Names;
+
+/* The code of a name, added when new (*added then says so); -1 when MAX_NAMES are taken.
+ * The points of a tick cycle through a few names, so the one after the last point's
+ * (``last``, -1 for none) is tried first. */
+static inline int code_of(Names *names, const char *name, Py_ssize_t len, int64_t last, int *added) {
+    int code = last >= 0 && last + 1 < names->count ? (int)last + 1 : 0;
+    if (code == names->count || names->len[code] != len || memcmp(names->at[code], name, (size_t)len)) {
+        code = 0;
+        while (code < names->count && (names->len[code] != len || memcmp(names->at[code], name, (size_t)len))) {
+            code++;
+        }
+    }
+    *added = code == names->count;
+    if (*added) {
+        if (code == MAX_NAMES) {
+            return -1;
+        }
+        names->at[code] = name;
+        names->len[code] = len;
+        names->count++;
+    }
+    return code;
+}
+
+/* Whether a point (t, name) comes strictly after the one before it (its time and
+ * exchange code) in (time, exchange) order. */
+static inline int follows(const Names *names, int64_t t, const char *name, Py_ssize_t len, int64_t last_t,
+                   int64_t last_code) {
+    return t > last_t ||
+           (t == last_t && compare(name, len, names->at[last_code], names->len[last_code]) > 0);
+}
+
+/* The names as a tuple of bytes, or NULL with the error set. */
+static PyObject *name_tuple(const Names *names) {
+    PyObject *tuple = PyTuple_New(names->count);
+    for (int i = 0; tuple && i < names->count; i++) {
+        PyObject *name = PyBytes_FromStringAndSize(names->at[i], names->len[i]);
+        if (!name) {
+            Py_CLEAR(tuple);
+            break;
+        }
+        PyTuple_SET_ITEM(tuple, i, name);
+    }
+    return tuple;
+}
+
+/* An element after its opening and price: its time and exchange, and the close. */
+static inline char *element_end(char *out, const char *iso_text, const char *name, Py_ssize_t len) {
+    out = put(out, TIME, sizeof(TIME) - 1);
+    out = put(out, iso_text, ISO_LENGTH);
+    out = put(out, EXCHANGE, sizeof(EXCHANGE) - 1);
+    out = put(out, name, len);
+    return put(out, CLOSE, sizeof(CLOSE) - 1);
+}
+
 static PyObject *read_values(PyObject *module, PyObject *arg) {
     (void)module;
     Py_buffer view;
@@ -121,8 +183,8 @@ static PyObject *read_values(PyObject *module, PyObject *arg) {
     Row *rows = PyMem_Malloc((size_t)capacity * sizeof(Row));
     int64_t *times = PyMem_Malloc((size_t)capacity * sizeof(int64_t));
     int64_t *codes = PyMem_Malloc((size_t)capacity * sizeof(int64_t));
-    Py_ssize_t name_at[MAX_NAMES], name_len[MAX_NAMES];
-    int names = 0, in_order = 1;
+    Names names = {.count = 0};
+    int in_order = 1, added;
     PyObject *result = NULL;
     if (!rows || !times || !codes) {
         PyErr_NoMemory();
@@ -168,29 +230,13 @@ static PyObject *read_values(PyObject *module, PyObject *arg) {
         if (pos < n && (s[pos++] != ',' || pos == n)) {
             goto decline;
         }
-        /* The exchange's code: the rows of a tick cycle through a few names, so the one
-         * after the last row's is tried first. */
         Py_ssize_t len = row->name_end - row->name;
-        int code = count && codes[count - 1] + 1 < names ? (int)codes[count - 1] + 1 : 0;
-        if (code == names || name_len[code] != len || memcmp(s + name_at[code], s + row->name, (size_t)len)) {
-            code = 0;
-            while (code < names &&
-                   (name_len[code] != len || memcmp(s + name_at[code], s + row->name, (size_t)len))) {
-                code++;
-            }
-        }
-        if (code == names) {
-            if (names == MAX_NAMES) {
-                goto decline;
-            }
-            name_at[names] = row->name;
-            name_len[names++] = len;
+        int code = code_of(&names, s + row->name, len, count ? codes[count - 1] : -1, &added);
+        if (code < 0) {
+            goto decline;
         }
         if (count && in_order) {
-            const Row *last = &rows[count - 1];
-            in_order = t > times[count - 1] ||
-                       (t == times[count - 1] &&
-                        compare(s + row->name, len, s + last->name, last->name_end - last->name) > 0);
+            in_order = follows(&names, t, s + row->name, len, times[count - 1], codes[count - 1]);
         }
         times[count] = t;
         codes[count++] = code;
@@ -203,16 +249,9 @@ static PyObject *read_values(PyObject *module, PyObject *arg) {
     PyObject *starts = PyBytes_FromStringAndSize(NULL, (count + 1) * (Py_ssize_t)sizeof(int64_t));
     PyObject *time_column = PyBytes_FromStringAndSize((const char *)times, count * (Py_ssize_t)sizeof(int64_t));
     PyObject *code_column = PyBytes_FromStringAndSize((const char *)codes, count * (Py_ssize_t)sizeof(int64_t));
-    PyObject *name_list = PyTuple_New(names);
+    PyObject *name_list = name_tuple(&names);
     if (!blob || !starts || !time_column || !code_column || !name_list) {
         goto fail;
-    }
-    for (int i = 0; i < names; i++) {
-        PyObject *name = PyBytes_FromStringAndSize(s + name_at[i], name_len[i]);
-        if (!name) {
-            goto fail;
-        }
-        PyTuple_SET_ITEM(name_list, i, name);
     }
     char *out = PyBytes_AS_STRING(blob), *begin = out;
     int64_t *start = (int64_t *)PyBytes_AS_STRING(starts);
@@ -227,11 +266,7 @@ static PyObject *read_values(PyObject *module, PyObject *arg) {
         }
         out = put(out, OPEN, sizeof(OPEN) - 1);
         out = put(out, s + row->price, row->price_end - row->price);
-        out = put(out, TIME, sizeof(TIME) - 1);
-        out = put(out, text, ISO_LENGTH);
-        out = put(out, EXCHANGE, sizeof(EXCHANGE) - 1);
-        out = put(out, s + row->name, row->name_end - row->name);
-        out = put(out, CLOSE, sizeof(CLOSE) - 1);
+        out = element_end(out, text, s + row->name, row->name_end - row->name);
     }
     start[count] = out - begin;
     result = Py_BuildValue("(NNNNNO)", blob, starts, time_column, code_column, name_list,
@@ -391,9 +426,8 @@ typedef struct {
     double *prices;
     int64_t *times, *codes;
     Py_ssize_t count, capacity;
-    const char *name_at[MAX_NAMES];
-    Py_ssize_t name_len[MAX_NAMES];
-    int names, in_order;
+    Names names;
+    int in_order;
 } Points;
 
 /* A series' values: [[time, price, "exchange"], ...]; 0 to decline. */
@@ -416,31 +450,18 @@ static int packed_values(Cursor *c, Points *p) {
             return 0;
         }
         Py_ssize_t i = p->count;
-        int code = i && p->codes[i - 1] + 1 < p->names ? (int)p->codes[i - 1] + 1 : 0;
-        if (code == p->names || p->name_len[code] != len || memcmp(p->name_at[code], name, (size_t)len)) {
-            code = 0;
-            while (code < p->names && (p->name_len[code] != len || memcmp(p->name_at[code], name, (size_t)len))) {
-                code++;
-            }
+        int added, code = code_of(&p->names, name, len, i ? p->codes[i - 1] : -1, &added);
+        if (code < 0) {
+            return 0;
         }
-        if (code == p->names) {
-            if (p->names == MAX_NAMES) {
-                return 0;
+        for (Py_ssize_t k = 0; added && k < len; k++) { /* checked once a name */
+            unsigned char ch = (unsigned char)name[k];
+            if (ch == '"' || ch == '\\' || ch < 0x20) {
+                return 0; /* would need escaping: the general reading does that */
             }
-            for (Py_ssize_t k = 0; k < len; k++) { /* checked once a name */
-                unsigned char ch = (unsigned char)name[k];
-                if (ch == '"' || ch == '\\' || ch < 0x20) {
-                    return 0; /* would need escaping: the general reading does that */
-                }
-            }
-            p->name_at[p->names] = name;
-            p->name_len[p->names++] = len;
         }
         if (i && p->in_order) {
-            int last = (int)p->codes[i - 1];
-            p->in_order = t > p->times[i - 1] ||
-                          (t == p->times[i - 1] &&
-                           compare(name, len, p->name_at[last], p->name_len[last]) > 0);
+            p->in_order = follows(&p->names, t, name, len, p->times[i - 1], p->codes[i - 1]);
         }
         memcpy(&p->prices[i], &bits, sizeof(double));
         p->times[i] = t;
@@ -532,7 +553,7 @@ static PyObject *read_packed(PyObject *module, PyObject *arg) {
     }
     /* A point takes at least 12 bytes (a fixarray, a fixint, a float64, an empty
      * fixstr); a chunk claiming more points than that is declined. */
-    Points p = {.capacity = view.len / 12 + 1, .in_order = 1};
+    Points p = {.capacity = view.len / 12 + 1, .names = {.count = 0}, .in_order = 1};
     Cursor c = {.s = view.buf, .pos = 0, .n = view.len};
     PyObject *result = NULL;
     p.prices = PyMem_Malloc((size_t)p.capacity * sizeof(double));
@@ -543,15 +564,7 @@ static PyObject *read_packed(PyObject *module, PyObject *arg) {
     } else if (!packed_chunk(&c, &p) || !p.count) {
         result = Py_NewRef(Py_None);
     } else {
-        PyObject *names = PyTuple_New(p.names);
-        for (int i = 0; names && i < p.names; i++) {
-            PyObject *name = PyBytes_FromStringAndSize(p.name_at[i], p.name_len[i]);
-            if (!name) {
-                Py_CLEAR(names);
-                break;
-            }
-            PyTuple_SET_ITEM(names, i, name);
-        }
+        PyObject *names = name_tuple(&p.names);
         Py_ssize_t k = p.count * (Py_ssize_t)sizeof(int64_t);
         result = names ? Py_BuildValue("(y#y#y#NO)", (const char *)p.prices, k, (const char *)p.times, k,
                                        (const char *)p.codes, k, names, p.in_order ? Py_True : Py_False)
@@ -567,7 +580,8 @@ static PyObject *read_packed(PyObject *module, PyObject *arg) {
 /* One number as orjson prints a float (shortest round-trip digits: "62018.0", "1e-7",
  * "1.2345678901234568e+20", "-0.0") laid out as Go's encoding/json does: plain decimal
  * for 1e-6 <= |x| < 1e21 without a trailing ".0", else d.ddde-7 / d.ddde+21. Returns the
- * length written (at most 32 + 330 bytes), or -1 when it is not such a number. */
+ * length written (at most MAX_FLOAT: a sign, 32 digits, "0." and five zeros, or an
+ * exponent), or -1 when it is not such a number. */
 static Py_ssize_t go_float(const char *s, Py_ssize_t n, char *out) {
     char digits[32];
     int count = 0, point = 0, seen_point = 0, negative = 0, exponent = 0;
@@ -676,7 +690,7 @@ static PyObject *elements(PyObject *module, PyObject *args) {
     const int64_t *times = times_view.buf, *codes = codes_view.buf;
     Py_ssize_t count = times_view.len / (Py_ssize_t)sizeof(int64_t), last = text.len - 1;
     Py_ssize_t names_count = PyTuple_GET_SIZE(names), pos = 1, size = 0;
-    char number[400];
+    char number[MAX_FLOAT];
     for (Py_ssize_t j = 0; j < names_count; j++) {
         if (!PyBytes_Check(PyTuple_GET_ITEM(names, j))) {
             PyErr_SetString(PyExc_TypeError, "names must be bytes");
@@ -717,12 +731,8 @@ static PyObject *elements(PyObject *module, PyObject *args) {
             iso(times[i], iso_text);
             formatted = times[i];
         }
-        out = put(out, TIME, sizeof(TIME) - 1);
-        out = put(out, iso_text, ISO_LENGTH);
-        out = put(out, EXCHANGE, sizeof(EXCHANGE) - 1);
         PyObject *name = PyTuple_GET_ITEM(names, codes[i]);
-        out = put(out, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
-        out = put(out, CLOSE, sizeof(CLOSE) - 1);
+        out = element_end(out, iso_text, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
         pos = end + 1;
     }
     start[count] = out - begin;
